@@ -1,3 +1,12 @@
-//! chatgate: one normalized get-conversations API in front of several chatbot vendors.
+//! chatgate: one normalized get-conversations API in front of several chatbot
+//! vendors (Chatbase, Chatzuri, Chatling).
+//!
+//! The binary's subcommands live in `main.rs`; everything they run is here so
+//! integration tests can start the real server and emulator in-process.
 
+pub mod config;
+pub mod demo;
 pub mod emulator;
+pub mod gateway;
+pub mod server;
+pub mod upstream;

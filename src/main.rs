@@ -1,1 +1,131 @@
-fn main() {}
+//! The `chatgate` command line (SPEC §4).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chatgate::config::{self, Config};
+use chatgate::{demo, emulator, server};
+use clap::{Parser, Subcommand};
+
+/// One normalized get-conversations API in front of Chatbase, Chatzuri and Chatling.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (else $CHATGATE_CONFIG, else ./config.toml).
+    #[arg(long, global = true, env = "CHATGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Start the vendor emulators and the gateway on loopback and print curl
+    /// commands that work as printed.
+    Demo {
+        /// Gateway address (falls back to a free port when taken).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+    },
+    /// Validate the config and exit 0 (valid) or 1 (invalid).
+    CheckConfig,
+    /// Run the built-in vendor emulators alone (all three vendors on one address).
+    Emulate {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        bind: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let path = config::resolve_path(cli.config);
+    match cli.command {
+        Command::CheckConfig => match config::load(&path) {
+            Ok(c) => {
+                println!(
+                    "{}: valid ({} provider(s), {} bot(s), {} client(s))",
+                    path.display(),
+                    c.providers.len(),
+                    c.bots.len(),
+                    c.clients.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve => {
+            init_logging("info");
+            let config = match config::load(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            run(serve(config))
+        }
+        Command::Demo { bind } => {
+            init_logging("warn");
+            run(demo::run(bind))
+        }
+        Command::Emulate { bind } => {
+            init_logging("info");
+            run(emulate(bind))
+        }
+    }
+}
+
+fn run(fut: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {
+    match actix_rt::System::new().block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> std::io::Result<()> {
+    let path = config.path.display().to_string();
+    let running = server::start(config, true).await?;
+    tracing::info!(addr = %running.addr, config = %path, "chatgate listening");
+    running.wait().await
+}
+
+async fn emulate(bind: SocketAddr) -> std::io::Result<()> {
+    let state = emulator::EmulatorState::new(emulator::DEFAULT_SEED);
+    let emu = emulator::start(bind, state, 0).await?;
+    for vendor in [
+        emulator::Vendor::Chatbase,
+        emulator::Vendor::Chatzuri,
+        emulator::Vendor::Chatling,
+    ] {
+        println!("{vendor:?}: {}", emu.base_url(vendor));
+    }
+    println!("emulating on {}; Ctrl-C to stop", emu.addr);
+    tokio::signal::ctrl_c().await?;
+    emu.stop().await;
+    Ok(())
+}
+
+/// Logs go to stderr: `RUST_LOG` sets the level (default `default`), and
+/// `CHATGATE_LOG_FORMAT=json` switches to one JSON object per line.
+fn init_logging(default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("CHATGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,288 @@
+//! Chatbase API v1 (vendors.md "Chatbase").
+//!
+//! `GET /get-conversations` takes `chatbotId`, `filteredSources` (vendor labels),
+//! `startDate`, `endDate`, `page` and `size`, and answers `{"data": [...]}` with no
+//! total and no "has more". Chatzuri documents the same answer shape, so its adapter
+//! reuses [`V1List`] with its own request.
+//!
+//! Decisions where the docs are silent: conversations are sorted newest first by
+//! `created_at` (stable), messages keep the vendor's (chronological) order, and a
+//! page shorter than `size` is the last.
+
+use std::num::NonZeroU32;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::ProviderError;
+use crate::model::{Conversation, ListQuery, Message, Page, ProviderKind, Role, Target};
+use crate::request::{UpstreamRequest, UpstreamResponse};
+use crate::sources::Source;
+use crate::wire::{self, error_from_status, invalid_json, lenient_string, parse_time};
+use crate::{Adapter, GetOperation, ListOperation, ListResult, Operation, Paging, Step};
+
+/// The Chatbase v1 adapter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Chatbase;
+
+impl Adapter for Chatbase {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Chatbase
+    }
+
+    fn paging(&self) -> Paging {
+        Paging::CallerSized
+    }
+
+    fn list(&self, target: Target<'_>, query: &ListQuery, _: Option<NonZeroU32>) -> ListOperation {
+        let params = V1Params::new(ProviderKind::Chatbase, query);
+        let request = params.map(|p| {
+            let mut q = vec![("chatbotId", target.chatbot_id.to_owned())];
+            q.extend(p.into_query());
+            UpstreamRequest::get("/get-conversations".to_owned(), q)
+        });
+        Box::new(V1List::new(ProviderKind::Chatbase, target, query, request))
+    }
+
+    fn get(&self, _: Target<'_>, _: &str, _: bool) -> Result<GetOperation, ProviderError> {
+        Err(ProviderError::NotSupported(
+            "Chatbase API v1 has no endpoint that reads one conversation; \
+             list them with GET /api/v1/get-conversations",
+        ))
+    }
+}
+
+/// The optional list parameters in the form both v1 vendors document (all
+/// strings, sources as the vendor's own labels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct V1Params {
+    pub filtered_sources: Option<String>,
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    pub page: String,
+    pub size: String,
+}
+
+impl V1Params {
+    /// `None` when the source filter names only channels this vendor does not
+    /// have: no vendor call could return anything.
+    pub fn new(kind: ProviderKind, query: &ListQuery) -> Option<Self> {
+        let filtered_sources = match &query.sources {
+            None => None,
+            Some(set) => {
+                let labels: Vec<&str> = set.iter().filter_map(|s| s.vendor_label(kind)).collect();
+                if labels.is_empty() {
+                    return None;
+                }
+                Some(labels.join(","))
+            }
+        };
+        let fmt = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+        Some(Self {
+            filtered_sources,
+            start_date: query.dates.start().map(fmt),
+            end_date: query.dates.end().map(fmt),
+            page: query.page.get().to_string(),
+            size: query.size.get().to_string(),
+        })
+    }
+
+    pub fn into_query(self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::with_capacity(5);
+        if let Some(s) = self.filtered_sources {
+            q.push(("filteredSources", s));
+        }
+        if let Some(s) = self.start_date {
+            q.push(("startDate", s));
+        }
+        if let Some(s) = self.end_date {
+            q.push(("endDate", s));
+        }
+        q.push(("page", self.page));
+        q.push(("size", self.size));
+        q
+    }
+}
+
+/// A v1 conversation as documented (the OpenAPI schema plus the guide).
+#[derive(Debug, Deserialize)]
+struct WireConversation {
+    #[serde(deserialize_with = "lenient_string")]
+    id: String,
+    created_at: String,
+    #[serde(default)]
+    updated_at: Option<String>,
+    #[serde(default)]
+    customer: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    messages: Option<Vec<WireMessage>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireMessage {
+    role: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+struct ListBody<T> {
+    data: Vec<T>,
+}
+
+/// One v1 list call: a single request, or an empty page without a call.
+pub(crate) struct V1List {
+    kind: ProviderKind,
+    bot: String,
+    query: ListQuery,
+    request: Option<UpstreamRequest>,
+}
+
+impl V1List {
+    pub fn new(
+        kind: ProviderKind,
+        target: Target<'_>,
+        query: &ListQuery,
+        request: Option<UpstreamRequest>,
+    ) -> Self {
+        Self {
+            kind,
+            bot: target.bot.to_owned(),
+            query: query.clone(),
+            request,
+        }
+    }
+
+    fn parse(&self, response: &UpstreamResponse) -> Result<Vec<Conversation>, ProviderError> {
+        let status = response.status;
+        let parsed: Vec<(WireConversation, Option<Box<RawValue>>)> = if self.query.include_raw {
+            parse_data::<Box<RawValue>>(response)?
+                .into_iter()
+                .map(|raw| {
+                    serde_json::from_str::<WireConversation>(raw.get())
+                        .map(|c| (c, Some(raw)))
+                        .map_err(|e| invalid_json(status, &e))
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            parse_data::<WireConversation>(response)?
+                .into_iter()
+                .map(|c| (c, None))
+                .collect()
+        };
+        parsed
+            .into_iter()
+            .map(|(c, raw)| self.normalize(c, raw, status))
+            .collect()
+    }
+
+    fn normalize(
+        &self,
+        c: WireConversation,
+        raw: Option<Box<RawValue>>,
+        status: u16,
+    ) -> Result<Conversation, ProviderError> {
+        let messages = c
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let (role, vendor_role) = map_role(m.role);
+                Message {
+                    role,
+                    vendor_role,
+                    content: m.content,
+                    created_at: None,
+                    sources: Vec::new(),
+                }
+            })
+            .collect();
+        Ok(Conversation {
+            created_at: parse_time("created_at", &c.created_at, status)?,
+            updated_at: c
+                .updated_at
+                .as_deref()
+                .map(|t| parse_time("updated_at", t, status))
+                .transpose()?,
+            id: c.id,
+            chatbot_id: self.bot.clone(),
+            provider: self.kind,
+            customer: c.customer,
+            source: Source::from_vendor(c.source.as_deref()),
+            messages,
+            raw,
+        })
+    }
+}
+
+impl Operation<ListResult> for V1List {
+    fn start(&mut self) -> Result<Step<ListResult>, ProviderError> {
+        Ok(match self.request.take() {
+            Some(request) => Step::Send(request),
+            None => Step::Done(ListResult {
+                page: Page {
+                    conversations: Vec::new(),
+                    has_more: false,
+                },
+                vendor_page_size: None,
+            }),
+        })
+    }
+
+    fn on_response(
+        &mut self,
+        response: UpstreamResponse,
+    ) -> Result<Step<ListResult>, ProviderError> {
+        if !(200..300).contains(&response.status) {
+            return Err(error_from_status(
+                response.status,
+                response.retry_after.as_deref(),
+                &response.body,
+                response.received_at,
+                |_| None,
+            ));
+        }
+        let mut conversations = self.parse(&response)?;
+        let size = self.query.size.get() as usize;
+        if conversations.len() > size {
+            return Err(ProviderError::InvalidBody {
+                status: response.status,
+                reason: format!(
+                    "asked for {size} conversations, got {}; the page window would be wrong",
+                    conversations.len()
+                ),
+            });
+        }
+        // The docs do not state an order; callers are promised newest first.
+        conversations.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(Step::Done(ListResult {
+            page: Page {
+                has_more: conversations.len() == size,
+                conversations,
+            },
+            vendor_page_size: None,
+        }))
+    }
+}
+
+fn parse_data<T: DeserializeOwned>(response: &UpstreamResponse) -> Result<Vec<T>, ProviderError> {
+    serde_json::from_slice::<ListBody<T>>(&response.body)
+        .map(|b| b.data)
+        .map_err(|e| invalid_json(response.status, &e))
+}
+
+/// v1 roles: `user` and `assistant` are documented; `system` is kept; anything
+/// else is a bot-side speaker whose original role is preserved.
+fn map_role(role: String) -> (Role, Option<String>) {
+    if role.eq_ignore_ascii_case("user") {
+        (Role::User, None)
+    } else if role.eq_ignore_ascii_case("assistant") {
+        (Role::Assistant, None)
+    } else if role.eq_ignore_ascii_case("system") {
+        (Role::System, None)
+    } else {
+        (Role::Assistant, Some(wire::shorten(&role, 64)))
+    }
+}

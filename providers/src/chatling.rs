@@ -1,0 +1,635 @@
+//! Chatling API v2 (vendors.md "Chatling").
+//!
+//! Every answer is an envelope `{"status": "success" | "error", "data": …}`. The
+//! list endpoint takes only `page` and `sort` — no page size and no filters — and
+//! reports its own `per_page`. So the gateway's `page`/`size` window is assembled
+//! here out of as many vendor pages as it covers, planned with the `per_page` the
+//! vendor reports (never an assumed constant), and dates/sources are filtered here
+//! with a bounded scan. Whenever the vendor's paging shifts under us, we re-plan
+//! once and otherwise fail: a wrong window is never returned.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use chrono::{DateTime, Timelike, Utc};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::ProviderError;
+use crate::model::{
+    Conversation, KbSource, ListQuery, Message, Page, ProviderKind, RangePosition, Role, Target,
+};
+use crate::request::{UpstreamRequest, UpstreamResponse};
+use crate::sources::Source;
+use crate::wire::{
+    self, error_from_status, invalid_json, lenient_opt_string, lenient_string, parse_time,
+};
+use crate::{Adapter, GetOperation, ListOperation, ListResult, Operation, Paging, Step};
+
+/// The Chatling v2 adapter.
+#[derive(Debug, Clone, Copy)]
+pub struct Chatling {
+    max_scan_pages: NonZeroU32,
+}
+
+impl Chatling {
+    /// An adapter that reads at most `max_scan_pages` vendor pages per operation.
+    pub fn new(max_scan_pages: NonZeroU32) -> Self {
+        Self { max_scan_pages }
+    }
+}
+
+impl Adapter for Chatling {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Chatling
+    }
+
+    fn paging(&self) -> Paging {
+        Paging::VendorSized
+    }
+
+    fn list(
+        &self,
+        target: Target<'_>,
+        query: &ListQuery,
+        vendor_page_size: Option<NonZeroU32>,
+    ) -> ListOperation {
+        Box::new(ListOp {
+            bot: target.bot.to_owned(),
+            path: format!(
+                "/chatbots/{}/conversations",
+                wire::segment(target.chatbot_id)
+            ),
+            scan: !query.dates.is_unbounded(),
+            query: query.clone(),
+            pager: Pager::new(self.max_scan_pages),
+            per_page: vendor_page_size,
+            replanned: false,
+            collected: Vec::new(),
+            matched: 0,
+            previous: None,
+        })
+    }
+
+    fn get(
+        &self,
+        target: Target<'_>,
+        conversation_id: &str,
+        include_raw: bool,
+    ) -> Result<GetOperation, ProviderError> {
+        Ok(Box::new(GetOp {
+            bot: target.bot.to_owned(),
+            path: format!(
+                "/chatbots/{}/conversations/{}",
+                wire::segment(target.chatbot_id),
+                wire::segment(conversation_id)
+            ),
+            include_raw,
+            pager: Pager::new(self.max_scan_pages),
+            conversation: None,
+            messages: Vec::new(),
+            replanned: false,
+        }))
+    }
+}
+
+/// Chatling's 429 carries no `Retry-After`; its documented window resets at the
+/// next full minute (vendors.md "Errors and limits").
+fn until_next_minute(now: DateTime<Utc>) -> Option<Duration> {
+    let into_minute = Duration::from_secs(u64::from(now.second()))
+        + Duration::from_nanos(u64::from(now.nanosecond() % 1_000_000_000));
+    Some(Duration::from_secs(60).saturating_sub(into_minute))
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    status: String,
+    #[serde(default = "Option::default")]
+    data: Option<T>,
+    #[serde(default)]
+    message: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct Pages {
+    current_page: u32,
+    last_page: u32,
+    per_page: u32,
+}
+
+#[derive(Deserialize)]
+struct ListData {
+    pages: Pages,
+    conversations: Vec<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct MessagesData {
+    pages: Pages,
+    messages: Vec<WireMessage>,
+}
+
+#[derive(Deserialize)]
+struct WireConversation {
+    #[serde(deserialize_with = "lenient_string")]
+    id: String,
+    #[serde(default, deserialize_with = "lenient_opt_string")]
+    contact_id: Option<String>,
+    created_at: String,
+    #[serde(default)]
+    messages: Option<Vec<WireMessage>>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    text: Option<String>,
+    role: String,
+    #[serde(default)]
+    created_at: Option<String>,
+    /// "Varies depending on the message type" (Chatling docs): only `sources` is
+    /// read, anything else is tolerated.
+    #[serde(default)]
+    data: Option<serde_json::Value>,
+}
+
+/// Unwraps a successful envelope, mapping error statuses and error envelopes.
+fn open<T: DeserializeOwned>(response: &UpstreamResponse) -> Result<T, ProviderError> {
+    let status = response.status;
+    if !(200..300).contains(&status) {
+        return Err(error_from_status(
+            status,
+            response.retry_after.as_deref(),
+            &response.body,
+            response.received_at,
+            until_next_minute,
+        ));
+    }
+    let envelope: Envelope<T> =
+        serde_json::from_slice(&response.body).map_err(|e| invalid_json(status, &e))?;
+    match (envelope.status.as_str(), envelope.data) {
+        ("success", Some(data)) => Ok(data),
+        ("success", None) => Err(ProviderError::InvalidBody {
+            status,
+            reason: "a success envelope without `data`".to_owned(),
+        }),
+        (other, _) => Err(ProviderError::InvalidBody {
+            status,
+            reason: format!(
+                "envelope status {:?} with HTTP {status}: {}",
+                wire::shorten(other, 32),
+                envelope
+                    .message
+                    .as_ref()
+                    .and_then(|m| m.as_str())
+                    .map(|m| wire::shorten(m, 200))
+                    .unwrap_or_default()
+            ),
+        }),
+    }
+}
+
+/// Checks that an answer is the page that was asked for and that its size is
+/// consistent with its own `per_page`, so index arithmetic over pages is sound.
+fn check_pages(
+    pages: &Pages,
+    requested: u32,
+    items: usize,
+    status: u16,
+) -> Result<NonZeroU32, ProviderError> {
+    let bad = |reason: String| ProviderError::InvalidBody { status, reason };
+    let per_page =
+        NonZeroU32::new(pages.per_page).ok_or_else(|| bad("per_page is 0".to_owned()))?;
+    if pages.current_page != requested {
+        return Err(bad(format!(
+            "asked for page {requested}, got current_page {}",
+            pages.current_page
+        )));
+    }
+    if items > per_page.get() as usize {
+        return Err(bad(format!(
+            "{items} items on a page of per_page {per_page}"
+        )));
+    }
+    if pages.current_page < pages.last_page && items != per_page.get() as usize {
+        return Err(bad(format!(
+            "page {} of {} holds {items} items, not per_page {per_page}",
+            pages.current_page, pages.last_page
+        )));
+    }
+    Ok(per_page)
+}
+
+/// Counts vendor pages against the scan bound and builds paged requests.
+struct Pager {
+    max: u32,
+    fetched: u32,
+    requested: u32,
+}
+
+impl Pager {
+    fn new(max: NonZeroU32) -> Self {
+        Self {
+            max: max.get(),
+            fetched: 0,
+            requested: 0,
+        }
+    }
+
+    fn request<T>(
+        &mut self,
+        path: &str,
+        page: u32,
+        sort: &'static str,
+    ) -> Result<Step<T>, ProviderError> {
+        if self.fetched >= self.max {
+            return Err(ProviderError::ScanLimit { pages: self.max });
+        }
+        self.fetched += 1;
+        self.requested = page;
+        Ok(Step::Send(UpstreamRequest::get(
+            path.to_owned(),
+            vec![("page", page.to_string()), ("sort", sort.to_owned())],
+        )))
+    }
+}
+
+/// Assembles one gateway page from Chatling's vendor-sized pages.
+struct ListOp {
+    bot: String,
+    path: String,
+    query: ListQuery,
+    /// Dates are filtered here: the window's position in the vendor's stream is
+    /// unknown, so the stream is scanned from its first page.
+    scan: bool,
+    pager: Pager,
+    /// The vendor page size the current plan is based on.
+    per_page: Option<NonZeroU32>,
+    replanned: bool,
+    collected: Vec<Conversation>,
+    /// Conversations that passed the filters so far (scan mode).
+    matched: u64,
+    /// The previous conversation's `created_at` (scan mode), to detect a vendor
+    /// that ignored `sort=date_desc`, which would make early stopping wrong.
+    previous: Option<DateTime<Utc>>,
+}
+
+impl ListOp {
+    fn next_page(&mut self, page: u32) -> Result<Step<ListResult>, ProviderError> {
+        self.pager.request(&self.path, page, "date_desc")
+    }
+
+    fn done(&mut self, has_more: bool) -> Result<Step<ListResult>, ProviderError> {
+        let mut conversations = std::mem::take(&mut self.collected);
+        conversations.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(Step::Done(ListResult {
+            page: Page {
+                conversations,
+                has_more,
+            },
+            vendor_page_size: self.per_page,
+        }))
+    }
+
+    fn normalize(&self, raw: Box<RawValue>, status: u16) -> Result<Conversation, ProviderError> {
+        let wire: WireConversation =
+            serde_json::from_str(raw.get()).map_err(|e| invalid_json(status, &e))?;
+        let raw = self.query.include_raw.then_some(raw);
+        normalize_conversation(wire, &self.bot, raw, status)
+    }
+
+    /// Too many re-plans means the vendor's paging keeps moving.
+    fn replan(&mut self, status: u16) -> Result<(), ProviderError> {
+        if self.replanned {
+            return Err(ProviderError::InvalidBody {
+                status,
+                reason:
+                    "per_page changed again while re-reading; refusing to return a shifted window"
+                        .to_owned(),
+            });
+        }
+        self.replanned = true;
+        self.collected.clear();
+        self.matched = 0;
+        self.previous = None;
+        Ok(())
+    }
+
+    /// Unfiltered: the window `[start, start + size)` maps straight onto vendor
+    /// positions.
+    fn window_page(
+        &mut self,
+        pages: Pages,
+        per_page: NonZeroU32,
+        items: Vec<Box<RawValue>>,
+        status: u16,
+    ) -> Result<Step<ListResult>, ProviderError> {
+        let start = self.query.window_start();
+        let pp = u64::from(per_page.get());
+        if self.per_page != Some(per_page) {
+            if !self.collected.is_empty() {
+                self.replan(status)?;
+            }
+            self.per_page = Some(per_page);
+            let page = start / pp + 1;
+            let page = u32::try_from(page).map_err(|_| ProviderError::InvalidBody {
+                status,
+                reason: "the requested window lies beyond any vendor page".to_owned(),
+            })?;
+            if page != pages.current_page {
+                return self.next_page(page);
+            }
+        }
+        let size = self.query.size.get() as usize;
+        let end = start + size as u64;
+        let page_start = u64::from(pages.current_page - 1) * pp;
+        let mut more_in_page = false;
+        for (i, raw) in items.into_iter().enumerate() {
+            let index = page_start + i as u64;
+            if index < start {
+                continue;
+            }
+            if index >= end {
+                more_in_page = true;
+                break;
+            }
+            let conversation = self.normalize(raw, status)?;
+            self.collected.push(conversation);
+        }
+        let last = pages.current_page >= pages.last_page;
+        if self.collected.len() == size || last {
+            let has_more = more_in_page || !last;
+            return self.done(has_more && self.collected.len() == size);
+        }
+        self.next_page(pages.current_page + 1)
+    }
+
+    /// Filtered by date: scan newest first; an `endDate` skips newer items and a
+    /// `startDate` ends the stream at the first older item.
+    fn scan_page(
+        &mut self,
+        pages: Pages,
+        per_page: NonZeroU32,
+        items: Vec<Box<RawValue>>,
+        status: u16,
+    ) -> Result<Step<ListResult>, ProviderError> {
+        if self.per_page.is_some_and(|p| p != per_page) && pages.current_page > 1 {
+            // Page boundaries moved mid-scan: items may repeat or be skipped.
+            self.replan(status)?;
+            self.per_page = Some(per_page);
+            return self.next_page(1);
+        }
+        self.per_page = Some(per_page);
+        let skip = self.query.window_start();
+        let size = self.query.size.get() as usize;
+        for raw in items {
+            let conversation = self.normalize(raw, status)?;
+            if self.previous.is_some_and(|p| conversation.created_at > p) {
+                return Err(ProviderError::InvalidBody {
+                    status,
+                    reason: "conversations are not newest first despite sort=date_desc; \
+                             date filtering would be unsound"
+                        .to_owned(),
+                });
+            }
+            self.previous = Some(conversation.created_at);
+            match self.query.dates.position(&conversation.created_at) {
+                RangePosition::After => continue,
+                RangePosition::Before => return self.done(false),
+                RangePosition::Within => {}
+            }
+            if !self.query.accepts_source(conversation.source) {
+                continue;
+            }
+            if self.collected.len() == size {
+                return self.done(true);
+            }
+            self.matched += 1;
+            if self.matched > skip {
+                self.collected.push(conversation);
+            }
+        }
+        if pages.current_page >= pages.last_page {
+            return self.done(false);
+        }
+        if self.collected.len() == size {
+            // More vendor pages exist; they may or may not hold a match.
+            return self.done(true);
+        }
+        self.next_page(pages.current_page + 1)
+    }
+}
+
+impl Operation<ListResult> for ListOp {
+    fn start(&mut self) -> Result<Step<ListResult>, ProviderError> {
+        // Chatling has no channel: every conversation is `unspecified`.
+        if !self.query.accepts_source(Source::Unspecified) {
+            return self.done(false);
+        }
+        let first = match (self.scan, self.per_page) {
+            (false, Some(pp)) => u32::try_from(self.query.window_start() / u64::from(pp.get()) + 1)
+                .unwrap_or(u32::MAX),
+            _ => 1,
+        };
+        self.next_page(first)
+    }
+
+    fn on_response(
+        &mut self,
+        response: UpstreamResponse,
+    ) -> Result<Step<ListResult>, ProviderError> {
+        let status = response.status;
+        let data: ListData = open(&response)?;
+        let per_page = check_pages(
+            &data.pages,
+            self.pager.requested,
+            data.conversations.len(),
+            status,
+        )?;
+        if self.scan {
+            self.scan_page(data.pages, per_page, data.conversations, status)
+        } else {
+            self.window_page(data.pages, per_page, data.conversations, status)
+        }
+    }
+}
+
+/// Reads one conversation, then every page of its messages (the list's embedded
+/// messages are not documented to be complete; the messages endpoint is).
+struct GetOp {
+    bot: String,
+    path: String,
+    include_raw: bool,
+    pager: Pager,
+    conversation: Option<Conversation>,
+    messages: Vec<Message>,
+    replanned: bool,
+}
+
+impl GetOp {
+    fn messages_page(&mut self, page: u32) -> Result<Step<Conversation>, ProviderError> {
+        // Oldest first: a message arriving while we page appends at the end
+        // instead of shifting every page boundary.
+        let path = format!("{}/messages", self.path);
+        self.pager.request(&path, page, "date_asc")
+    }
+}
+
+impl Operation<Conversation> for GetOp {
+    fn start(&mut self) -> Result<Step<Conversation>, ProviderError> {
+        self.pager.requested = 0;
+        Ok(Step::Send(UpstreamRequest::get(
+            self.path.clone(),
+            Vec::new(),
+        )))
+    }
+
+    fn on_response(
+        &mut self,
+        response: UpstreamResponse,
+    ) -> Result<Step<Conversation>, ProviderError> {
+        let status = response.status;
+        let Some(conversation) = self.conversation.as_mut() else {
+            let raw: Box<RawValue> = open(&response)?;
+            let wire: WireConversation =
+                serde_json::from_str(raw.get()).map_err(|e| invalid_json(status, &e))?;
+            let raw = self.include_raw.then_some(raw);
+            self.conversation = Some(normalize_conversation(wire, &self.bot, raw, status)?);
+            return self.messages_page(1);
+        };
+        let data: MessagesData = open(&response)?;
+        let per_page = check_pages(
+            &data.pages,
+            self.pager.requested,
+            data.messages.len(),
+            status,
+        )?;
+        let offset = u64::from(data.pages.current_page - 1) * u64::from(per_page.get());
+        if offset != self.messages.len() as u64 {
+            if self.replanned {
+                return Err(ProviderError::InvalidBody {
+                    status,
+                    reason:
+                        "message pages keep shifting; refusing to return a partial conversation"
+                            .to_owned(),
+                });
+            }
+            self.replanned = true;
+            self.messages.clear();
+            return self.messages_page(1);
+        }
+        for m in data.messages {
+            self.messages.push(normalize_message(m, status)?);
+        }
+        if data.pages.current_page < data.pages.last_page {
+            return self.messages_page(data.pages.current_page + 1);
+        }
+        let mut messages = std::mem::take(&mut self.messages);
+        sort_chronologically(&mut messages);
+        conversation.updated_at = newest(&messages);
+        conversation.messages = messages;
+        let conversation = self
+            .conversation
+            .take()
+            .expect("checked above: the conversation was read");
+        Ok(Step::Done(conversation))
+    }
+}
+
+fn normalize_conversation(
+    wire: WireConversation,
+    bot: &str,
+    raw: Option<Box<RawValue>>,
+    status: u16,
+) -> Result<Conversation, ProviderError> {
+    let mut messages = wire
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| normalize_message(m, status))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Chatling lists messages newest first (doc example); callers get them oldest
+    // first. Reversing keeps equal timestamps in their true order.
+    messages.reverse();
+    sort_chronologically(&mut messages);
+    Ok(Conversation {
+        id: wire.id,
+        chatbot_id: bot.to_owned(),
+        provider: ProviderKind::Chatling,
+        created_at: parse_time("created_at", &wire.created_at, status)?,
+        // No conversation-level update time: the newest message's is the best.
+        updated_at: newest(&messages),
+        customer: wire.contact_id,
+        source: Source::Unspecified,
+        messages,
+        raw,
+    })
+}
+
+/// Stable sort by time, a no-op when the vendor's order is already right; skipped
+/// when a message has no time, as there is then no total order to sort by.
+fn sort_chronologically(messages: &mut [Message]) {
+    if messages.iter().all(|m| m.created_at.is_some()) {
+        messages.sort_by_key(|m| m.created_at);
+    }
+}
+
+fn newest(messages: &[Message]) -> Option<DateTime<Utc>> {
+    messages.iter().filter_map(|m| m.created_at).max()
+}
+
+fn normalize_message(m: WireMessage, status: u16) -> Result<Message, ProviderError> {
+    let (role, vendor_role) = match m.role.as_str() {
+        "user" => (Role::User, None),
+        "bot" | "assistant" => (Role::Assistant, None),
+        "system" => (Role::System, None),
+        // A human agent taking over is a bot-side speaker; keep who it was.
+        other => (Role::Assistant, Some(wire::shorten(other, 64))),
+    };
+    let sources = m
+        .data
+        .as_ref()
+        .and_then(|d| d.get("sources"))
+        .and_then(|s| s.as_array())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|s| s.as_object())
+                .map(|s| {
+                    let field = |k: &str| s.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+                    KbSource {
+                        kind: field("type"),
+                        title: field("title"),
+                        url: field("url"),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Message {
+        role,
+        vendor_role,
+        content: m.text.unwrap_or_default(),
+        created_at: m
+            .created_at
+            .as_deref()
+            .map(|t| parse_time("messages[].created_at", t, status))
+            .transpose()?,
+        sources,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_429_without_retry_after_waits_for_the_next_full_minute() {
+        let now = Utc.with_ymd_and_hms(2024, 1, 1, 10, 0, 45).unwrap();
+        assert_eq!(until_next_minute(now), Some(Duration::from_secs(15)));
+        let now = Utc.with_ymd_and_hms(2024, 1, 1, 10, 0, 0).unwrap();
+        assert_eq!(until_next_minute(now), Some(Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,201 @@
+//! Canonical conversation sources (channels) and the vendors' labels for them
+//! (SPEC §2.5, vendors.md "Canonical sources").
+//!
+//! Vendors spell channels differently (`Chatbase site` vs `Chatzuri site`, Title-case
+//! labels in the guides vs lowercase enum values in Chatbase's OpenAPI), so every
+//! label is read case-insensitively and mapped to one canonical id.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::model::ProviderKind;
+
+/// A canonical source id, as callers see it in `source` and may send in
+/// `filteredSources`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Created through the vendor's API.
+    Api,
+    /// The vendor-hosted chat page (`Chatbase site`, `Chatzuri site`).
+    Website,
+    /// An embedded widget or iframe.
+    Widget,
+    /// WhatsApp.
+    Whatsapp,
+    /// Facebook Messenger.
+    Messenger,
+    /// Instagram.
+    Instagram,
+    /// Slack.
+    Slack,
+    /// The vendor dashboard's playground.
+    Playground,
+    /// Chatbase's action preview.
+    ActionPreview,
+    /// Unknown, missing or explicitly unspecified.
+    Unspecified,
+}
+
+impl Source {
+    /// Every canonical source, in the order of SPEC §2.5.
+    pub const ALL: [Source; 10] = [
+        Self::Api,
+        Self::Website,
+        Self::Widget,
+        Self::Whatsapp,
+        Self::Messenger,
+        Self::Instagram,
+        Self::Slack,
+        Self::Playground,
+        Self::ActionPreview,
+        Self::Unspecified,
+    ];
+
+    /// The canonical id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Website => "website",
+            Self::Widget => "widget",
+            Self::Whatsapp => "whatsapp",
+            Self::Messenger => "messenger",
+            Self::Instagram => "instagram",
+            Self::Slack => "slack",
+            Self::Playground => "playground",
+            Self::ActionPreview => "action_preview",
+            Self::Unspecified => "unspecified",
+        }
+    }
+
+    /// The label a vendor expects in its `filteredSources`, or `None` when that
+    /// vendor has no such channel (a filter on it can match nothing there).
+    pub fn vendor_label(self, kind: ProviderKind) -> Option<&'static str> {
+        let label = match self {
+            Self::Api => "API",
+            Self::Website => match kind {
+                ProviderKind::Chatbase => "Chatbase site",
+                ProviderKind::Chatzuri => "Chatzuri site",
+                ProviderKind::Chatling => return None,
+            },
+            Self::Widget => "Widget or Iframe",
+            Self::Whatsapp => "WhatsApp",
+            Self::Messenger => "Messenger",
+            Self::Instagram => "Instagram",
+            Self::Slack => "Slack",
+            Self::Playground => "Playground",
+            Self::ActionPreview => "Action preview",
+            Self::Unspecified => "Unspecified",
+        };
+        let known = match kind {
+            ProviderKind::Chatbase => true,
+            ProviderKind::Chatzuri => !matches!(self, Self::Playground | Self::ActionPreview),
+            // Chatling has no channel at all: every conversation is `unspecified`,
+            // which the gateway filters itself.
+            ProviderKind::Chatling => false,
+        };
+        known.then_some(label)
+    }
+
+    /// Reads a caller's filter item: a canonical id or any vendor label,
+    /// case-insensitive, surrounding spaces ignored. `None` when it names nothing.
+    pub fn parse_filter(item: &str) -> Option<Source> {
+        let item = item.trim();
+        if item.is_empty() {
+            return None;
+        }
+        Self::from_label(item)
+    }
+
+    /// Reads a vendor's `source` field. Anything unknown, empty or missing is
+    /// `unspecified` (the original survives in `raw`).
+    pub fn from_vendor(label: Option<&str>) -> Source {
+        label
+            .and_then(|l| Self::from_label(l.trim()))
+            .unwrap_or(Self::Unspecified)
+    }
+
+    fn from_label(label: &str) -> Option<Source> {
+        const LABELS: &[(&str, Source)] = &[
+            ("api", Source::Api),
+            ("website", Source::Website),
+            ("chatbase site", Source::Website),
+            ("chatzuri site", Source::Website),
+            ("widget", Source::Widget),
+            ("widget or iframe", Source::Widget),
+            ("whatsapp", Source::Whatsapp),
+            ("messenger", Source::Messenger),
+            ("instagram", Source::Instagram),
+            ("slack", Source::Slack),
+            ("playground", Source::Playground),
+            ("action_preview", Source::ActionPreview),
+            ("action preview", Source::ActionPreview),
+            ("unspecified", Source::Unspecified),
+        ];
+        LABELS
+            .iter()
+            .find(|(l, _)| l.eq_ignore_ascii_case(label))
+            .map(|&(_, s)| s)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_vendor_label_reads_back_as_its_canonical_source() {
+        for kind in ProviderKind::ALL {
+            for source in Source::ALL {
+                if let Some(label) = source.vendor_label(kind) {
+                    assert_eq!(Source::parse_filter(label), Some(source), "{label}");
+                    assert_eq!(Source::from_vendor(Some(label)), source, "{label}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn filter_items_are_case_insensitive_and_trimmed() {
+        assert_eq!(Source::parse_filter(" whatsapp "), Some(Source::Whatsapp));
+        assert_eq!(
+            Source::parse_filter("WIDGET OR IFRAME"),
+            Some(Source::Widget)
+        );
+        assert_eq!(Source::parse_filter("Chatzuri Site"), Some(Source::Website));
+        assert_eq!(
+            Source::parse_filter("action_preview"),
+            Some(Source::ActionPreview)
+        );
+        assert_eq!(Source::parse_filter("fax"), None);
+        assert_eq!(Source::parse_filter("  "), None);
+    }
+
+    #[test]
+    fn unknown_vendor_sources_become_unspecified() {
+        assert_eq!(Source::from_vendor(None), Source::Unspecified);
+        assert_eq!(Source::from_vendor(Some("")), Source::Unspecified);
+        assert_eq!(Source::from_vendor(Some("Telegram")), Source::Unspecified);
+        assert_eq!(Source::from_vendor(Some("website")), Source::Website);
+    }
+
+    #[test]
+    fn chatzuri_has_no_playground_and_chatling_no_channels() {
+        assert_eq!(
+            Source::Playground.vendor_label(ProviderKind::Chatzuri),
+            None
+        );
+        assert_eq!(
+            Source::Website.vendor_label(ProviderKind::Chatzuri),
+            Some("Chatzuri site")
+        );
+        assert_eq!(Source::Api.vendor_label(ProviderKind::Chatling), None);
+    }
+}

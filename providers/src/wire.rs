@@ -1,0 +1,234 @@
+//! Small pieces every adapter needs to read vendor JSON: lenient ids, timestamps,
+//! error bodies, `Retry-After`, path encoding.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::error::ProviderError;
+
+/// Everything but RFC 3986 unreserved characters is encoded in a path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Encodes one path segment, so an id can never add segments or a query.
+pub fn segment(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// Deserializes an id that is documented as a string but may arrive as a number
+/// (Chatling's ids are strings of digits); both are kept as text, losslessly.
+pub fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or an integer")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Like [`lenient_string`], for optional fields (missing or `null` → `None`).
+pub fn lenient_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrap(#[serde(deserialize_with = "lenient_string")] String);
+    Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+}
+
+/// Parses an RFC 3339 timestamp with `Z` or any offset, with or without
+/// fractional seconds, into UTC.
+pub fn parse_time(field: &str, value: &str, status: u16) -> Result<DateTime<Utc>, ProviderError> {
+    DateTime::parse_from_rfc3339(value.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| ProviderError::InvalidBody {
+            status,
+            reason: format!(
+                "`{field}` is not an RFC 3339 timestamp: {:?}",
+                shorten(value, 64)
+            ),
+        })
+}
+
+/// Turns a JSON error into an [`ProviderError::InvalidBody`].
+pub fn invalid_json(status: u16, err: &serde_json::Error) -> ProviderError {
+    ProviderError::InvalidBody {
+        status,
+        reason: shorten(&err.to_string(), 200),
+    }
+}
+
+/// Cuts text to at most `max` characters, on a character boundary, so a vendor's
+/// long error page cannot bloat logs or responses.
+pub fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// Reads a vendor error body's message: a JSON `message` or `error` string if
+/// present (vendors.md), else the status's reason phrase.
+pub fn error_message(status: u16, body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        message: Option<serde_json::Value>,
+        error: Option<serde_json::Value>,
+    }
+    let from_body = serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .and_then(|b| {
+            [b.message, b.error]
+                .into_iter()
+                .flatten()
+                .find_map(|v| match v {
+                    serde_json::Value::String(s) if !s.trim().is_empty() => Some(s),
+                    serde_json::Value::Object(o) => {
+                        o.get("message").and_then(|m| m.as_str()).map(str::to_owned)
+                    }
+                    _ => None,
+                })
+        });
+    match from_body {
+        Some(m) => shorten(m.trim(), 300),
+        None => reason_phrase(status).to_owned(),
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "unexpected status",
+    }
+}
+
+/// Parses `Retry-After` (delay-seconds or an HTTP-date) relative to `now`.
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Maps a non-success answer to an error the way every vendor's status codes mean
+/// it (vendors.md "Errors"). `default_retry_after` supplies the vendor's documented
+/// window when a 429 carries no `Retry-After`.
+pub fn error_from_status(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+    now: DateTime<Utc>,
+    default_retry_after: impl FnOnce(DateTime<Utc>) -> Option<Duration>,
+) -> ProviderError {
+    let message = || error_message(status, body);
+    match status {
+        401 | 403 => ProviderError::Unauthorized {
+            status,
+            message: message(),
+        },
+        404 => ProviderError::NotFound { message: message() },
+        429 => ProviderError::RateLimited {
+            retry_after: retry_after
+                .and_then(|v| parse_retry_after(v, now))
+                .or_else(|| default_retry_after(now)),
+        },
+        400..=499 => ProviderError::Rejected {
+            status,
+            message: message(),
+        },
+        _ => ProviderError::Upstream {
+            status,
+            message: message(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn segments_cannot_escape_their_place_in_the_path() {
+        assert_eq!(segment("8977617953"), "8977617953");
+        assert_eq!(segment("a/b?c#d e"), "a%2Fb%3Fc%23d%20e");
+    }
+
+    #[test]
+    fn timestamps_with_offsets_and_fractions_become_utc() {
+        let t = parse_time("created_at", "2024-06-14T17:45:34.250+02:00", 200).unwrap();
+        assert_eq!(
+            t,
+            Utc.with_ymd_and_hms(2024, 6, 14, 15, 45, 34).unwrap()
+                + chrono::Duration::milliseconds(250)
+        );
+        assert!(parse_time("created_at", "2024-06-14", 200).is_err());
+    }
+
+    #[test]
+    fn error_messages_come_from_message_or_error_or_the_status() {
+        assert_eq!(
+            error_message(400, br#"{"message":"Invalid date"}"#),
+            "Invalid date"
+        );
+        assert_eq!(error_message(400, br#"{"error":"bad"}"#), "bad");
+        assert_eq!(
+            error_message(400, br#"{"error":{"code":"x","message":"nested"}}"#),
+            "nested"
+        );
+        assert_eq!(
+            error_message(503, b"<html>oops</html>"),
+            "Service Unavailable"
+        );
+        assert_eq!(error_message(500, b"").len(), "Internal Server Error".len());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 28, 0).unwrap();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn shorten_respects_character_boundaries() {
+        assert_eq!(shorten("héllo", 2), "hé…");
+        assert_eq!(shorten("hi", 5), "hi");
+    }
+}

@@ -1,0 +1,650 @@
+//! Configuration: figment layers (built-in defaults < TOML file < `CHATGATE_`
+//! environment) deserialized into raw structs that reject unknown keys, then
+//! validated all at once into a typed, immutable [`Config`].
+//!
+//! Validation reports *every* problem in one go, each naming its key path and
+//! where the value came from (the file or the environment variable), because ops
+//! fix configs in a deploy loop where one error per attempt is expensive.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatgate_providers::wire::lenient_string;
+use chatgate_providers::{AdapterOptions, Dialect, ProviderKind};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
+
+/// The environment variable prefix for overrides; `__` separates key levels.
+pub const ENV_PREFIX: &str = "CHATGATE_";
+
+/// Environment variables with the prefix that are not config keys.
+const ENV_NOT_KEYS: [&str; 2] = ["config", "log_format"];
+
+/// The smallest client key accepted, so a guessable key cannot slip into
+/// production by way of a test config.
+const MIN_CLIENT_KEY_LEN: usize = 16;
+
+/// A configuration that failed to load or validate: one line per problem.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// Every problem found, each naming its key path and origin.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn one(problem: String) -> Self {
+        Self {
+            problems: vec![problem],
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw, as written by ops.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    bots: BTreeMap<String, RawBot>,
+    #[serde(default)]
+    clients: BTreeMap<String, RawClient>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    /// Listen address. Default `127.0.0.1:8080`.
+    bind: String,
+    /// Worker threads; 0 = one per CPU. Default 0.
+    workers: usize,
+    /// Bound on one whole API request, all vendor calls included, in ms. Default 30000.
+    request_timeout_ms: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".to_owned(),
+            workers: 0,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// `[providers.<name>]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    /// `chatbase | chatzuri | chatling`; defaults to the table name.
+    #[serde(default)]
+    kind: Option<String>,
+    /// Defaults to the vendor's production URL.
+    #[serde(default)]
+    base_url: Option<String>,
+    /// The vendor secret key. Required.
+    #[serde(default, deserialize_with = "opt_secret")]
+    api_key: Option<SecretString>,
+    /// Total time for one vendor call (connect, send, whole body), ms. Default 10000.
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+    /// Time to establish a connection, ms. Default 3000.
+    #[serde(default = "default_connect_timeout_ms")]
+    connect_timeout_ms: u64,
+    /// Largest vendor body read, bytes. Default 16 MiB.
+    #[serde(default = "default_max_body_bytes")]
+    max_body_bytes: u64,
+    /// Chatzuri only: `current` (GET, agentId) or `legacy` (POST body, chatbotId).
+    #[serde(default)]
+    dialect: Option<String>,
+    /// Chatling: bound on vendor pages read per request when the gateway filters
+    /// or assembles pages. Default 50.
+    #[serde(default = "default_max_scan_pages")]
+    max_scan_pages: u32,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    3_000
+}
+fn default_max_body_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_max_scan_pages() -> u32 {
+    AdapterOptions::DEFAULT_MAX_SCAN_PAGES.get()
+}
+
+/// `[bots.<name>]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBot {
+    /// A `[providers.*]` table name.
+    provider: String,
+    /// The vendor's chatbot id (text; a number is read as its digits).
+    #[serde(deserialize_with = "lenient_string")]
+    chatbot_id: String,
+}
+
+/// `[clients.<name>]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    /// The client's bearer key, in plain text.
+    #[serde(default, deserialize_with = "opt_secret")]
+    key: Option<SecretString>,
+    /// Or the hex SHA-256 of the key, so the file holds no plaintext key.
+    #[serde(default)]
+    key_sha256: Option<String>,
+    /// Bot names this client may read, or `["*"]`.
+    #[serde(default)]
+    bots: Vec<String>,
+}
+
+/// Secrets may come from the environment, where figment reads `12345` as a
+/// number: accept numbers as their digits rather than fail on a numeric key.
+fn opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    Ok(chatgate_providers::wire::lenient_opt_string(d)?.map(SecretString::from))
+}
+
+// ---------------------------------------------------------------------------
+// Typed, validated.
+// ---------------------------------------------------------------------------
+
+/// The validated configuration the server runs on.
+#[derive(Debug)]
+pub struct Config {
+    /// Where the file was read from (for logs).
+    pub path: PathBuf,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[providers.*]` by table name.
+    pub providers: BTreeMap<String, Arc<ProviderConfig>>,
+    /// `[bots.*]` by bot name.
+    pub bots: BTreeMap<String, Arc<BotConfig>>,
+    /// `[clients.*]`, in name order.
+    pub clients: Vec<Arc<ClientConfig>>,
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// Worker threads (0 = one per CPU).
+    pub workers: usize,
+    /// Bound on one whole API request.
+    pub request_timeout: Duration,
+}
+
+/// One vendor account, validated.
+pub struct ProviderConfig {
+    /// The table name.
+    pub name: String,
+    /// Which vendor.
+    pub kind: ProviderKind,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    /// The vendor key; only the upstream client exposes it, to build the header.
+    pub api_key: SecretString,
+    /// Total time for one vendor call.
+    pub timeout: Duration,
+    /// Time to connect.
+    pub connect_timeout: Duration,
+    /// Largest vendor body read.
+    pub max_body_bytes: usize,
+    /// Adapter settings.
+    pub adapter: AdapterOptions,
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("api_key", &"[redacted]")
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("adapter", &self.adapter)
+            .finish()
+    }
+}
+
+/// A bot callers name in `chatbotId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotConfig {
+    /// The name callers use.
+    pub name: String,
+    /// The `[providers.*]` table it lives in.
+    pub provider: String,
+    /// The vendor's id for it.
+    pub chatbot_id: String,
+}
+
+/// Which bots a client may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotScope {
+    /// `["*"]`.
+    All,
+    /// An explicit list.
+    Only(BTreeSet<String>),
+}
+
+impl BotScope {
+    /// Whether this scope includes `bot`.
+    pub fn allows(&self, bot: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(set) => set.contains(bot),
+        }
+    }
+}
+
+/// A calling service.
+pub struct ClientConfig {
+    /// The `[clients.*]` name (logged; the key never is).
+    pub name: String,
+    /// SHA-256 of the key: what presented keys are compared against, in constant
+    /// time, so the plaintext need not stay in memory.
+    pub key_sha256: [u8; 32],
+    /// The bots it may read.
+    pub bots: BotScope,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("name", &self.name)
+            .field("key_sha256", &"[redacted]")
+            .field("bots", &self.bots)
+            .finish()
+    }
+}
+
+/// Where the config file is looked for: `--config`, else `$CHATGATE_CONFIG`, else
+/// `./config.toml` (clap resolves the first two).
+pub fn resolve_path(cli: Option<PathBuf>) -> PathBuf {
+    cli.unwrap_or_else(|| PathBuf::from("config.toml"))
+}
+
+/// Loads and validates the file at `path` with environment overrides.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    if !path.is_file() {
+        return Err(ConfigError::one(format!(
+            "config file {} not found (set --config PATH or CHATGATE_CONFIG)",
+            path.display()
+        )));
+    }
+    let figment = Figment::new()
+        .merge(Toml::file_exact(path))
+        .merge(env_provider());
+    from_figment(&figment, path)
+}
+
+/// Validates a TOML document with no environment overrides (tests, demo).
+pub fn from_toml_str(toml: &str) -> Result<Config, ConfigError> {
+    from_figment(
+        &Figment::new().merge(Toml::string(toml)),
+        Path::new("<inline>"),
+    )
+}
+
+fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .split("__")
+        .filter(|k| !ENV_NOT_KEYS.iter().any(|n| k == *n))
+}
+
+/// Names where a key's value came from: the file, or the exact env variable.
+fn origin(figment: &Figment, key: &str) -> String {
+    let Some(meta) = figment.find_metadata(key) else {
+        return format!("`{key}`");
+    };
+    let keys: Vec<&str> = key.split('.').collect();
+    match &meta.source {
+        Some(figment::Source::File(p)) => format!("`{key}` in {}", p.display()),
+        _ if meta.name.contains("environment") => format!(
+            "`{key}` (environment variable {})",
+            meta.interpolate(&figment::Profile::Default, &keys)
+        ),
+        _ => format!("`{key}`"),
+    }
+}
+
+fn from_figment(figment: &Figment, path: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = figment.extract().map_err(|e| ConfigError {
+        problems: e.into_iter().map(|e| e.to_string()).collect(),
+    })?;
+    let mut problems = Vec::new();
+    let mut p = |key: &str, msg: String| problems.push(format!("{}: {msg}", origin(figment, key)));
+
+    let server = validate_server(&raw.server, &mut p);
+
+    let mut providers = BTreeMap::new();
+    for (name, rp) in &raw.providers {
+        if let Some(pc) = validate_provider(name, rp, &mut p) {
+            providers.insert(name.clone(), Arc::new(pc));
+        }
+    }
+
+    let mut bots = BTreeMap::new();
+    for (name, rb) in &raw.bots {
+        let key = format!("bots.{name}");
+        if !valid_name(name) {
+            p(
+                &key,
+                "a bot name must be 1-128 characters of letters, digits, `_`, `-` or `.`"
+                    .to_owned(),
+            );
+        }
+        if !raw.providers.contains_key(&rb.provider) {
+            p(
+                &format!("{key}.provider"),
+                format!(
+                    "names provider `{}`, which is not defined (defined: {})",
+                    rb.provider,
+                    list(raw.providers.keys())
+                ),
+            );
+        }
+        if rb.chatbot_id.trim().is_empty() {
+            p(&format!("{key}.chatbot_id"), "must not be empty".to_owned());
+        }
+        bots.insert(
+            name.clone(),
+            Arc::new(BotConfig {
+                name: name.clone(),
+                provider: rb.provider.clone(),
+                chatbot_id: rb.chatbot_id.clone(),
+            }),
+        );
+    }
+
+    let mut clients = Vec::new();
+    let mut seen_keys: BTreeMap<[u8; 32], &str> = BTreeMap::new();
+    for (name, rc) in &raw.clients {
+        let key = format!("clients.{name}");
+        let hash = match (&rc.key, &rc.key_sha256) {
+            (Some(k), None) => {
+                let k = k.expose_secret();
+                if k.len() < MIN_CLIENT_KEY_LEN {
+                    p(
+                        &format!("{key}.key"),
+                        format!("must be at least {MIN_CLIENT_KEY_LEN} characters"),
+                    );
+                }
+                Some(Sha256::digest(k.as_bytes()).into())
+            }
+            (None, Some(h)) => {
+                let decoded = hex::decode(h.trim())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok());
+                if decoded.is_none() {
+                    p(
+                        &format!("{key}.key_sha256"),
+                        "must be 64 hexadecimal characters".to_owned(),
+                    );
+                }
+                decoded
+            }
+            (Some(_), Some(_)) => {
+                p(
+                    &key,
+                    "set either `key` or `key_sha256`, not both".to_owned(),
+                );
+                None
+            }
+            (None, None) => {
+                p(&key, "needs `key` or `key_sha256`".to_owned());
+                None
+            }
+        };
+        if let Some(h) = hash {
+            if let Some(other) = seen_keys.insert(h, name) {
+                p(
+                    &key,
+                    format!("has the same key as client `{other}`; each client needs its own"),
+                );
+            }
+        }
+        let scope = if rc.bots.iter().any(|b| b == "*") {
+            if rc.bots.len() > 1 {
+                p(
+                    &format!("{key}.bots"),
+                    "`*` already allows every bot; list nothing else".to_owned(),
+                );
+            }
+            BotScope::All
+        } else {
+            for b in &rc.bots {
+                if !raw.bots.contains_key(b) {
+                    p(
+                        &format!("{key}.bots"),
+                        format!(
+                            "names bot `{b}`, which is not defined (defined: {})",
+                            list(raw.bots.keys())
+                        ),
+                    );
+                }
+            }
+            if rc.bots.is_empty() {
+                p(
+                    &format!("{key}.bots"),
+                    "must list at least one bot, or `*`".to_owned(),
+                );
+            }
+            BotScope::Only(rc.bots.iter().cloned().collect())
+        };
+        clients.push(Arc::new(ClientConfig {
+            name: name.clone(),
+            key_sha256: hash.unwrap_or_default(),
+            bots: scope,
+        }));
+    }
+
+    match (server, problems.is_empty()) {
+        (Some(server), true) => Ok(Config {
+            path: path.to_owned(),
+            server,
+            providers,
+            bots,
+            clients,
+        }),
+        _ => Err(ConfigError { problems }),
+    }
+}
+
+fn validate_server(raw: &RawServer, p: &mut impl FnMut(&str, String)) -> Option<ServerConfig> {
+    let bind = raw.bind.parse::<SocketAddr>();
+    if bind.is_err() {
+        p(
+            "server.bind",
+            format!("{:?} is not an IP:port address", raw.bind),
+        );
+    }
+    if raw.request_timeout_ms == 0 {
+        p(
+            "server.request_timeout_ms",
+            "must be greater than 0".to_owned(),
+        );
+    }
+    Some(ServerConfig {
+        bind: bind.ok()?,
+        workers: raw.workers,
+        request_timeout: Duration::from_millis(raw.request_timeout_ms),
+    })
+}
+
+fn validate_provider(
+    name: &str,
+    rp: &RawProvider,
+    p: &mut impl FnMut(&str, String),
+) -> Option<ProviderConfig> {
+    let key = format!("providers.{name}");
+    let kind_name = rp.kind.as_deref().unwrap_or(name);
+    let kind = ProviderKind::parse(kind_name);
+    if kind.is_none() {
+        let at = if rp.kind.is_some() {
+            format!("{key}.kind")
+        } else {
+            key.clone()
+        };
+        p(
+            &at,
+            format!(
+                "unknown provider kind `{kind_name}` (known: {}); set `kind` when the table name is not a kind",
+                list(ProviderKind::ALL.iter().map(|k| k.as_str()))
+            ),
+        );
+    }
+    let api_key = rp
+        .api_key
+        .clone()
+        .filter(|k| !k.expose_secret().trim().is_empty());
+    if api_key.is_none() {
+        p(
+            &format!("{key}.api_key"),
+            format!(
+                "is required (or set {ENV_PREFIX}PROVIDERS__{}__API_KEY)",
+                name.to_ascii_uppercase()
+            ),
+        );
+    }
+    let base_url = match (&rp.base_url, kind) {
+        (Some(url), _) => {
+            let url = url.trim_end_matches('/').to_owned();
+            if let Err(why) = check_url(&url) {
+                p(&format!("{key}.base_url"), why);
+            }
+            Some(url)
+        }
+        (None, Some(k)) => Some(default_base_url(k).to_owned()),
+        (None, None) => None,
+    };
+    for (field, v) in [
+        ("timeout_ms", rp.timeout_ms),
+        ("connect_timeout_ms", rp.connect_timeout_ms),
+        ("max_body_bytes", rp.max_body_bytes),
+    ] {
+        if v == 0 {
+            p(
+                &format!("{key}.{field}"),
+                "must be greater than 0".to_owned(),
+            );
+        }
+    }
+    let max_scan_pages = NonZeroU32::new(rp.max_scan_pages);
+    if max_scan_pages.is_none() {
+        p(
+            &format!("{key}.max_scan_pages"),
+            "must be greater than 0".to_owned(),
+        );
+    }
+    let dialect = match (rp.dialect.as_deref(), kind) {
+        (None, _) => Dialect::Current,
+        (Some("current"), Some(ProviderKind::Chatzuri)) => Dialect::Current,
+        (Some("legacy"), Some(ProviderKind::Chatzuri)) => Dialect::Legacy,
+        (Some(_), Some(ProviderKind::Chatzuri)) => {
+            p(
+                &format!("{key}.dialect"),
+                "must be `current` or `legacy`".to_owned(),
+            );
+            Dialect::Current
+        }
+        (Some(_), _) => {
+            p(
+                &format!("{key}.dialect"),
+                "only Chatzuri providers have dialects".to_owned(),
+            );
+            Dialect::Current
+        }
+    };
+    Some(ProviderConfig {
+        name: name.to_owned(),
+        kind: kind?,
+        base_url: base_url?,
+        api_key: api_key?,
+        timeout: Duration::from_millis(rp.timeout_ms),
+        connect_timeout: Duration::from_millis(rp.connect_timeout_ms),
+        max_body_bytes: usize::try_from(rp.max_body_bytes).unwrap_or(usize::MAX),
+        adapter: AdapterOptions {
+            dialect,
+            max_scan_pages: max_scan_pages?,
+        },
+    })
+}
+
+/// The vendors' production base URLs (vendors.md).
+pub fn default_base_url(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Chatbase => "https://www.chatbase.co/api/v1",
+        ProviderKind::Chatzuri => "https://www.chatzuri.com/api/v1",
+        ProviderKind::Chatling => "https://api.chatling.ai/v2",
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let uri: awc::http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(format!("{url:?} must start with http:// or https://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    if uri.query().is_some() || url.contains('#') {
+        return Err(format!("{url:?} must not have a query or fragment"));
+    }
+    Ok(())
+}
+
+/// Bot names travel in query strings and logs: keep them plain.
+fn valid_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+fn list<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
+    let v: Vec<String> = items
+        .into_iter()
+        .map(|s| format!("`{}`", s.as_ref()))
+        .collect();
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        v.join(", ")
+    }
+}

@@ -1,0 +1,208 @@
+//! Every error the API can answer, and its one mapping to HTTP (SPEC §2.6).
+//!
+//! The body is flat and keeps Chatbase's `message` field, so existing Chatbase
+//! clients still read it: `{"message", "code", "request_id", "provider"?,
+//! "upstream_status"?}`.
+
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use chatgate_providers::{ProviderError, ProviderKind};
+use serde::Serialize;
+
+use crate::upstream::TransportError;
+
+/// What went wrong with a request, before it is tied to a request id.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A missing or ill-typed parameter, an unknown source, a bad JSON body.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A date that is not strict `YYYY-MM-DD`, not a real date, or start > end.
+    #[error("{0}")]
+    InvalidDate(String),
+    /// No key, or a key no client has.
+    #[error("a valid client key is required: send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    /// A known client asking for a bot outside its scope.
+    #[error("this client key may not read bot `{0}`")]
+    Forbidden(String),
+    /// `chatbotId` names no configured bot.
+    #[error("no bot named `{0}` is configured")]
+    BotNotFound(String),
+    /// No such route.
+    #[error("no such endpoint: {0}")]
+    NoRoute(String),
+    /// The route exists but not with this method.
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    /// A request body over the limit.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// A vendor call failed.
+    #[error("{provider}: {failure}")]
+    Upstream {
+        /// Which vendor.
+        provider: ProviderKind,
+        /// How.
+        failure: UpstreamFailure,
+    },
+    /// A bug; details go to the log, never to the caller.
+    #[error("internal error")]
+    Internal,
+}
+
+/// How a vendor call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamFailure {
+    /// The vendor answered, and the adapter classified the answer.
+    #[error(transparent)]
+    Vendor(#[from] ProviderError),
+    /// The call itself failed (connect, timeout, body).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The whole request ran out of time across several vendor calls.
+    #[error("the request did not complete within {0:?}")]
+    Deadline(Duration),
+}
+
+impl ApiError {
+    /// A vendor failure for `provider`.
+    pub fn upstream(provider: ProviderKind, failure: impl Into<UpstreamFailure>) -> Self {
+        Self::Upstream {
+            provider,
+            failure: failure.into(),
+        }
+    }
+
+    /// The HTTP status and the stable `code`.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use ProviderError as P;
+        match self {
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::InvalidDate(_) => (StatusCode::BAD_REQUEST, "invalid_date"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::BotNotFound(_) => (StatusCode::NOT_FOUND, "bot_not_found"),
+            Self::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            Self::Upstream { failure, .. } => match failure {
+                UpstreamFailure::Vendor(e) => match e {
+                    P::Unauthorized { .. } => (StatusCode::BAD_GATEWAY, "upstream_auth_failed"),
+                    P::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+                    P::RateLimited { .. } => {
+                        (StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited")
+                    }
+                    P::NotSupported(_) => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
+                    P::Rejected { .. }
+                    | P::Upstream { .. }
+                    | P::InvalidBody { .. }
+                    | P::ScanLimit { .. } => (StatusCode::BAD_GATEWAY, "upstream_error"),
+                },
+                UpstreamFailure::Transport(TransportError::Timeout(_))
+                | UpstreamFailure::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+                UpstreamFailure::Transport(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+            },
+        }
+    }
+
+    /// The caller-facing sentence. Vendor auth failures are a config fault: the
+    /// caller is told so without any detail of the key.
+    fn message(&self) -> String {
+        match self {
+            Self::Upstream {
+                provider,
+                failure: UpstreamFailure::Vendor(ProviderError::Unauthorized { status, .. }),
+            } => format!(
+                "{provider} rejected the gateway's provider key (HTTP {status}); \
+                 this is a gateway configuration fault, not the caller's"
+            ),
+            other => other.to_string(),
+        }
+    }
+
+    fn provider(&self) -> Option<ProviderKind> {
+        match self {
+            Self::Upstream { provider, .. } => Some(*provider),
+            _ => None,
+        }
+    }
+
+    fn upstream_status(&self) -> Option<u16> {
+        match self {
+            Self::Upstream {
+                failure: UpstreamFailure::Vendor(e),
+                ..
+            } => e.upstream_status(),
+            _ => None,
+        }
+    }
+
+    /// `Retry-After` in whole seconds (≥ 1), for 429s.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Upstream {
+                failure: UpstreamFailure::Vendor(ProviderError::RateLimited { retry_after }),
+                ..
+            } => Some(whole_seconds(retry_after.unwrap_or(Duration::from_secs(1)))),
+            _ => None,
+        }
+    }
+}
+
+/// Rounds up to whole seconds, at least 1: a `Retry-After: 0` invites a hot loop.
+pub fn whole_seconds(d: Duration) -> u64 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+/// An [`ApiError`] tied to the request it answers: what actix turns into a
+/// response.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Failure {
+    /// What went wrong.
+    pub error: ApiError,
+    /// The request's id, echoed in the body.
+    pub request_id: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    message: &'a str,
+    code: &'a str,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<ProviderKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_status: Option<u16>,
+}
+
+impl ResponseError for Failure {
+    fn status_code(&self) -> StatusCode {
+        self.error.status_and_code().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code) = self.error.status_and_code();
+        let message = self.error.message();
+        let body = ErrorBody {
+            message: &message,
+            code,
+            request_id: &self.request_id,
+            provider: self.error.provider(),
+            upstream_status: self.error.upstream_status(),
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type(super::JSON);
+        if let Some(secs) = self.error.retry_after() {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        // Serializing a struct of strings and integers cannot fail.
+        response.body(serde_json::to_vec(&body).unwrap_or_default())
+    }
+}

@@ -1,0 +1,94 @@
+//! The actix-web server: app state, routes, middleware, start/stop.
+
+pub mod auth;
+pub mod error;
+pub mod params;
+pub mod request_log;
+pub mod routes;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{middleware, web, App, HttpServer};
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::upstream::{tls_config, Upstream};
+
+/// The content type of every API response.
+pub const JSON: &str = "application/json; charset=utf-8";
+
+/// How long a stopping server waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// State shared by every worker.
+pub struct AppState {
+    /// The configuration and per-provider runtime.
+    pub gateway: Arc<Gateway>,
+}
+
+/// A started gateway.
+pub struct RunningServer {
+    /// The address it listens on (the real port when bound to port 0).
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+    task: actix_rt::task::JoinHandle<io::Result<()>>,
+}
+
+impl RunningServer {
+    /// A handle to stop the server.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Stops gracefully: no new connections, in-flight requests finish.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (on SIGINT/SIGTERM when `signals` was set).
+    pub async fn wait(self) -> io::Result<()> {
+        self.task.await.map_err(io::Error::other)?
+    }
+}
+
+/// Binds the configured address and starts serving on the current actix system.
+/// `signals`: whether SIGINT/SIGTERM stop it gracefully (the CLI) or not (tests
+/// that run several servers in one process).
+pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
+    let bind = config.server.bind;
+    let workers = config.server.workers;
+    let state = web::Data::new(AppState {
+        gateway: Arc::new(Gateway::new(config)),
+    });
+    let tls = tls_config();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::Data::new(Upstream::new(tls.clone())))
+            .wrap(middleware::from_fn(request_log::middleware))
+            .configure(routes::configure)
+            .default_service(web::to(routes::no_route))
+    })
+    .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    if !signals {
+        server = server.disable_signals();
+    }
+    let server = server.bind(bind)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| io::Error::other("the server bound no address"))?;
+    let server = server.run();
+    let handle = server.handle();
+    let task = actix_rt::spawn(server);
+    Ok(RunningServer { addr, handle, task })
+}

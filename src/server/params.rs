@@ -1,0 +1,410 @@
+//! Parses list and detail parameters — from a query string or the older
+//! Chatzuri-style JSON body — into typed values (SPEC §2.2). Both inputs are first
+//! reduced to the same named fields, then validated by one function, so the two
+//! dialects cannot drift apart.
+
+use std::collections::BTreeSet;
+
+use chatgate_providers::{DateRange, ListQuery, PageNumber, PageSize, Source};
+use chrono::NaiveDate;
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// The parameters the list endpoint reads; anything else is ignored.
+const FIELDS: [&str; 8] = [
+    "chatbotId",
+    "agentId",
+    "filteredSources",
+    "startDate",
+    "endDate",
+    "page",
+    "size",
+    "include",
+];
+
+/// A list request, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListParams {
+    /// The bot name the caller asked for.
+    pub bot: String,
+    /// The typed query.
+    pub query: ListQuery,
+}
+
+/// A detail request's parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetailParams {
+    /// The bot name.
+    pub bot: String,
+    /// Whether to add the vendor's original object.
+    pub include_raw: bool,
+}
+
+/// Known fields with their raw text values.
+#[derive(Default)]
+struct Fields {
+    values: [Option<String>; FIELDS.len()],
+}
+
+impl Fields {
+    fn set(&mut self, name: &str, value: String) -> Result<(), ApiError> {
+        let Some(i) = FIELDS.iter().position(|f| *f == name) else {
+            return Ok(());
+        };
+        if self.values[i].replace(value).is_some() {
+            return Err(ApiError::InvalidRequest(format!(
+                "`{name}` is given more than once"
+            )));
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        let i = FIELDS.iter().position(|f| *f == name)?;
+        self.values[i].take()
+    }
+
+    fn from_query(query: &str) -> Result<Self, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|_| {
+            ApiError::InvalidRequest("the query string is not valid URL encoding".to_owned())
+        })?;
+        let mut fields = Self::default();
+        for (k, v) in pairs {
+            fields.set(&k, v)?;
+        }
+        Ok(fields)
+    }
+
+    fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::InvalidRequest(format!("the request body is not valid JSON: {e}"))
+        })?;
+        let Value::Object(map) = value else {
+            return Err(ApiError::InvalidRequest(
+                "the request body must be a JSON object".to_owned(),
+            ));
+        };
+        let mut fields = Self::default();
+        for (k, v) in map {
+            if !FIELDS.contains(&k.as_str()) {
+                continue;
+            }
+            let text = match v {
+                Value::Null => continue,
+                Value::String(s) => s,
+                // The vendors type page and size as strings; callers send numbers too.
+                Value::Number(n) if matches!(k.as_str(), "page" | "size") => n.to_string(),
+                Value::Array(items) if k == "filteredSources" => items
+                    .into_iter()
+                    .map(|i| match i {
+                        Value::String(s) => Ok(s),
+                        _ => Err(ApiError::InvalidRequest(
+                            "`filteredSources` must be a string or a list of strings".to_owned(),
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join(","),
+                _ => {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "`{k}` has the wrong type: {}",
+                        match k.as_str() {
+                            "page" | "size" => "expected a number or a numeric string",
+                            "filteredSources" => "expected a string or a list of strings",
+                            _ => "expected a string",
+                        }
+                    )))
+                }
+            };
+            fields.set(&k, text)?;
+        }
+        Ok(fields)
+    }
+}
+
+/// Parses a GET query string.
+pub fn list_from_query(query: &str) -> Result<ListParams, ApiError> {
+    build_list(Fields::from_query(query)?)
+}
+
+/// Parses a POST JSON body; `include` may also come from the query string.
+pub fn list_from_json(body: &[u8], query: &str) -> Result<ListParams, ApiError> {
+    let mut fields = Fields::from_json(body)?;
+    let mut from_query = Fields::from_query(query)?;
+    if let Some(include) = from_query.take("include") {
+        fields.set("include", include)?;
+    }
+    build_list(fields)
+}
+
+/// Parses the detail endpoint's query string.
+pub fn detail_from_query(query: &str) -> Result<DetailParams, ApiError> {
+    let mut fields = Fields::from_query(query)?;
+    Ok(DetailParams {
+        bot: bot(&mut fields)?,
+        include_raw: include_raw(fields.take("include"))?,
+    })
+}
+
+fn build_list(mut f: Fields) -> Result<ListParams, ApiError> {
+    let bot = bot(&mut f)?;
+    let sources = f
+        .take("filteredSources")
+        .map(|s| sources(&s))
+        .transpose()?
+        .flatten();
+    let start = f
+        .take("startDate")
+        .map(|d| date("startDate", &d))
+        .transpose()?;
+    let end = f.take("endDate").map(|d| date("endDate", &d)).transpose()?;
+    let dates = DateRange::new(start, end)
+        .ok_or_else(|| ApiError::InvalidDate("`startDate` is after `endDate`".to_owned()))?;
+    let page = match f.take("page") {
+        None => PageNumber::default(),
+        Some(p) => integer(&p).and_then(PageNumber::new).ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
+                "`page` must be an integer from 1 to {}, got {:?}",
+                PageNumber::MAX,
+                shorten(&p)
+            ))
+        })?,
+    };
+    let size = match f.take("size") {
+        None => PageSize::default(),
+        Some(s) => integer(&s).and_then(PageSize::new).ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
+                "`size` must be an integer from 1 to {}, got {:?}",
+                PageSize::MAX,
+                shorten(&s)
+            ))
+        })?,
+    };
+    Ok(ListParams {
+        bot,
+        query: ListQuery {
+            sources,
+            dates,
+            page,
+            size,
+            include_raw: include_raw(f.take("include"))?,
+        },
+    })
+}
+
+/// `chatbotId`, or its alias `agentId` (Chatzuri's current name).
+fn bot(f: &mut Fields) -> Result<String, ApiError> {
+    match (f.take("chatbotId"), f.take("agentId")) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::InvalidRequest(
+            "`chatbotId` and `agentId` name different bots; send one".to_owned(),
+        )),
+        (Some(id), _) | (None, Some(id)) if !id.trim().is_empty() => Ok(id),
+        _ => Err(ApiError::InvalidRequest(
+            "`chatbotId` (or `agentId`) is required: the name of a configured bot".to_owned(),
+        )),
+    }
+}
+
+/// Comma-separated canonical ids or vendor labels. Empty means no filter.
+fn sources(value: &str) -> Result<Option<BTreeSet<Source>>, ApiError> {
+    let mut set = BTreeSet::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let source = Source::parse_filter(item).ok_or_else(|| {
+            let valid: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::InvalidRequest(format!(
+                "unknown source {:?} in `filteredSources`; valid values: {} (or a vendor label such as \"Widget or Iframe\")",
+                shorten(item),
+                valid.join(", ")
+            ))
+        })?;
+        set.insert(source);
+    }
+    Ok((!set.is_empty()).then_some(set))
+}
+
+/// Strict `YYYY-MM-DD`: zero-padded, a real calendar date, nothing more.
+fn date(name: &str, value: &str) -> Result<NaiveDate, ApiError> {
+    let b = value.as_bytes();
+    let shape_ok = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    shape_ok
+        .then(|| NaiveDate::parse_from_str(value, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::InvalidDate(format!(
+                "`{name}` must be a real date written YYYY-MM-DD (e.g. 2023-07-10), got {:?}",
+                shorten(value)
+            ))
+        })
+}
+
+fn integer(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn include_raw(value: Option<String>) -> Result<bool, ApiError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(false),
+        Some("raw") => Ok(true),
+        Some(other) => Err(ApiError::InvalidRequest(format!(
+            "`include` accepts only \"raw\", got {:?}",
+            shorten(other)
+        ))),
+    }
+}
+
+/// Echoing a caller's value is useful; echoing a megabyte of it is not.
+fn shorten(s: &str) -> String {
+    chatgate_providers::wire::shorten(s, 64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(q: &str) -> (String, &'static str) {
+        let e = list_from_query(q).unwrap_err();
+        (e.to_string(), e.status_and_code().1)
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_bot_is_given() {
+        let p = list_from_query("chatbotId=support").unwrap();
+        assert_eq!(p.bot, "support");
+        assert_eq!(p.query, ListQuery::default());
+    }
+
+    #[test]
+    fn agent_id_is_an_alias_and_conflicts_are_rejected() {
+        assert_eq!(list_from_query("agentId=sales").unwrap().bot, "sales");
+        assert_eq!(err("chatbotId=a&agentId=b").1, "invalid_request");
+        assert_eq!(list_from_query("chatbotId=a&agentId=a").unwrap().bot, "a");
+    }
+
+    #[test]
+    fn dates_must_be_strict_real_and_ordered() {
+        for bad in [
+            "2023-7-10",
+            "2023-02-30",
+            "2023-07-10T00:00",
+            "+2023-07-1",
+            "２０２３-07-10",
+            "",
+        ] {
+            let q = format!("chatbotId=a&startDate={}", urlencode(bad));
+            assert_eq!(err(&q).1, "invalid_date", "{bad}");
+        }
+        assert_eq!(
+            err("chatbotId=a&startDate=2024-02-02&endDate=2024-02-01").1,
+            "invalid_date"
+        );
+        let p = list_from_query("chatbotId=a&startDate=2024-02-29&endDate=2024-02-29").unwrap();
+        assert_eq!(p.query.dates.start(), NaiveDate::from_ymd_opt(2024, 2, 29));
+    }
+
+    #[test]
+    fn page_and_size_are_bounded_integers() {
+        for bad in [
+            "page=0",
+            "page=-1",
+            "page=1.5",
+            "page=100001",
+            "page=",
+            "page=%2B1",
+            "size=0",
+            "size=101",
+            "size=abc",
+        ] {
+            assert_eq!(
+                err(&format!("chatbotId=a&{bad}")).1,
+                "invalid_request",
+                "{bad}"
+            );
+        }
+        let p = list_from_query("chatbotId=a&page=100000&size=100").unwrap();
+        assert_eq!((p.query.page.get(), p.query.size.get()), (100_000, 100));
+    }
+
+    #[test]
+    fn sources_accept_canonical_ids_and_vendor_labels_in_any_case() {
+        let p = list_from_query(
+            "chatbotId=a&filteredSources=API,%20Chatbase%20site%20,widget%20or%20iframe,WhatsApp",
+        )
+        .unwrap();
+        let expected: BTreeSet<Source> = [
+            Source::Api,
+            Source::Website,
+            Source::Widget,
+            Source::Whatsapp,
+        ]
+        .into();
+        assert_eq!(p.query.sources, Some(expected));
+        let (msg, code) = err("chatbotId=a&filteredSources=api,fax");
+        assert_eq!(code, "invalid_request");
+        assert!(
+            msg.contains("\"fax\"") && msg.contains("action_preview"),
+            "{msg}"
+        );
+        assert_eq!(
+            list_from_query("chatbotId=a&filteredSources=")
+                .unwrap()
+                .query
+                .sources,
+            None
+        );
+    }
+
+    #[test]
+    fn repeated_parameters_are_rejected_and_unknown_ones_ignored() {
+        assert_eq!(err("chatbotId=a&page=1&page=2").1, "invalid_request");
+        assert!(list_from_query("chatbotId=a&utm_source=x&utm_source=y").is_ok());
+    }
+
+    #[test]
+    fn json_bodies_take_numbers_or_numeric_strings() {
+        let p = list_from_json(
+            br#"{"chatbotId":"a","page":"2","size":20,"filteredSources":["API","slack"]}"#,
+            "include=raw",
+        )
+        .unwrap();
+        assert_eq!(
+            (p.query.page.get(), p.query.size.get(), p.query.include_raw),
+            (2, 20, true)
+        );
+        assert_eq!(p.query.sources.unwrap().len(), 2);
+        for bad in [
+            &br#"{"chatbotId":"a","page":1.5}"#[..],
+            br#"{"chatbotId":"a","size":true}"#,
+            br#"[1]"#,
+            b"{",
+            br#"{"chatbotId":7}"#,
+        ] {
+            assert_eq!(
+                list_from_json(bad, "").unwrap_err().status_and_code().1,
+                "invalid_request"
+            );
+        }
+    }
+
+    #[test]
+    fn include_accepts_only_raw() {
+        assert!(
+            list_from_query("chatbotId=a&include=raw")
+                .unwrap()
+                .query
+                .include_raw
+        );
+        assert_eq!(err("chatbotId=a&include=everything").1, "invalid_request");
+    }
+
+    fn urlencode(s: &str) -> String {
+        serde_urlencoded::to_string([("x", s)]).unwrap()[2..].to_owned()
+    }
+}

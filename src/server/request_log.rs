@@ -1,0 +1,107 @@
+//! Request ids and the one log line per request.
+//!
+//! Every response carries `X-Request-Id`: the caller's, when it is sane (≤ 128
+//! characters of `[A-Za-z0-9._-]`), else a new UUID. Handlers record what they
+//! learned (client, bot, provider, vendor calls) in [`LogFields`]; the middleware
+//! writes the line after the response is built, whatever path answered.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, HttpRequest};
+
+use crate::gateway::UpstreamStats;
+
+/// The request id header.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of the request being served, stored in its extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// What a handler learned about a request, for the log line.
+#[derive(Debug, Default, Clone)]
+pub struct LogFields {
+    /// The authenticated client's name (never its key).
+    pub client: Option<String>,
+    /// The bot asked for.
+    pub bot: Option<String>,
+    /// The provider that served it.
+    pub provider: Option<String>,
+    /// Vendor calls made.
+    pub upstream: UpstreamStats,
+}
+
+/// The current request's id (set by [`middleware`] before any handler runs).
+pub fn request_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
+}
+
+/// Records what a handler learned.
+pub fn record(req: &HttpRequest, f: impl FnOnce(&mut LogFields)) {
+    let mut ext = req.extensions_mut();
+    if ext.get::<LogFields>().is_none() {
+        ext.insert(LogFields::default());
+    }
+    if let Some(fields) = ext.get_mut::<LogFields>() {
+        f(fields);
+    }
+}
+
+fn sane(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Assigns the request id, echoes it, and logs the request.
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| sane(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let mut res = next.call(req).await?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    let fields = res
+        .request()
+        .extensions()
+        .get::<LogFields>()
+        .cloned()
+        .unwrap_or_default();
+    let status = res.status().as_u16();
+    let error = res.response().error().map(|e| e.to_string());
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        path = %path,
+        status,
+        client = fields.client.as_deref(),
+        bot = fields.bot.as_deref(),
+        provider = fields.provider.as_deref(),
+        upstream_calls = fields.upstream.calls,
+        upstream_ms = fields.upstream.latency.as_secs_f64() * 1000.0,
+        total_ms = started.elapsed().as_secs_f64() * 1000.0,
+        error = error.as_deref(),
+        "request"
+    );
+    Ok(res)
+}

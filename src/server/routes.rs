@@ -1,0 +1,251 @@
+//! The HTTP endpoints (SPEC §2). Each API handler reads as its phases:
+//! authenticate → parse → resolve bot → authorize → call the vendor → respond.
+//! Errors are tied to the request id once, in [`fail`].
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use super::auth::authenticate;
+use super::error::{ApiError, Failure};
+use super::params::{self, ListParams};
+use super::request_log::{record, request_id};
+use super::{AppState, JSON};
+use crate::config::{BotConfig, ClientConfig};
+use crate::gateway::{Listed, UpstreamStats};
+use crate::upstream::Upstream;
+
+/// Largest request body accepted by `POST /api/v1/get-conversations`.
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
+
+/// Registers every route on an app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/get-conversations")
+            .route(web::get().to(list_get))
+            .route(web::post().to(list_post))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/conversations/{conversation_id}")
+            .route(web::get().to(get_conversation))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/bots")
+            .route(web::get().to(list_bots))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(web::resource("/healthz").route(web::get().to(healthz)))
+    .service(web::resource("/readyz").route(web::get().to(readyz)));
+}
+
+fn fail(req: &HttpRequest) -> impl Fn(ApiError) -> Failure + '_ {
+    move |error| Failure {
+        error,
+        request_id: request_id(req),
+    }
+}
+
+/// `GET /api/v1/get-conversations`.
+async fn list_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    upstream: web::Data<Upstream>,
+) -> Result<HttpResponse, Failure> {
+    let client = auth(&req, &state).map_err(fail(&req))?;
+    let params = params::list_from_query(req.query_string()).map_err(fail(&req))?;
+    list(&req, &state, &upstream, &client, params)
+        .await
+        .map_err(fail(&req))
+}
+
+/// `POST /api/v1/get-conversations` with a JSON body (the older Chatzuri dialect).
+async fn list_post(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    upstream: web::Data<Upstream>,
+) -> Result<HttpResponse, Failure> {
+    let client = auth(&req, &state).map_err(fail(&req))?;
+    let body = read_body(&req, payload).await.map_err(fail(&req))?;
+    let params = params::list_from_json(&body, req.query_string()).map_err(fail(&req))?;
+    list(&req, &state, &upstream, &client, params)
+        .await
+        .map_err(fail(&req))
+}
+
+async fn list(
+    req: &HttpRequest,
+    state: &AppState,
+    upstream: &Upstream,
+    client: &ClientConfig,
+    params: ListParams,
+) -> Result<HttpResponse, ApiError> {
+    let bot = resolve_bot(req, state, client, &params.bot)?;
+    let mut stats = UpstreamStats::default();
+    let result = state
+        .gateway
+        .list(upstream, bot, &params.query, &request_id(req), &mut stats)
+        .await;
+    record(req, |f| f.upstream = stats);
+    result.map(success)
+}
+
+/// `GET /api/v1/conversations/{id}?chatbotId=<bot>`.
+async fn get_conversation(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    upstream: web::Data<Upstream>,
+) -> Result<HttpResponse, Failure> {
+    let client = auth(&req, &state).map_err(fail(&req))?;
+    let params = params::detail_from_query(req.query_string()).map_err(fail(&req))?;
+    let conversation_id = path.into_inner();
+    check_conversation_id(&conversation_id).map_err(fail(&req))?;
+    let bot = resolve_bot(&req, &state, &client, &params.bot).map_err(fail(&req))?;
+    let mut stats = UpstreamStats::default();
+    let result = state
+        .gateway
+        .get(
+            &upstream,
+            bot,
+            &conversation_id,
+            params.include_raw,
+            &request_id(&req),
+            &mut stats,
+        )
+        .await;
+    record(&req, |f| f.upstream = stats);
+    result.map(success).map_err(fail(&req))
+}
+
+#[derive(Serialize)]
+struct BotEntry<'a> {
+    name: &'a str,
+    provider: &'a str,
+}
+
+/// `GET /api/v1/bots`: the bots this key may read.
+async fn list_bots(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Failure> {
+    let client = auth(&req, &state).map_err(fail(&req))?;
+    let config = &state.gateway.config;
+    let data: Vec<BotEntry<'_>> = config
+        .bots
+        .values()
+        .filter(|b| client.bots.allows(&b.name))
+        .filter_map(|b| {
+            let provider = config.providers.get(&b.provider)?;
+            Some(BotEntry {
+                name: &b.name,
+                provider: provider.kind.as_str(),
+            })
+        })
+        .collect();
+    Ok(json(&serde_json::json!({ "data": data })))
+}
+
+async fn healthz() -> HttpResponse {
+    json(&serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz() -> HttpResponse {
+    json(&serde_json::json!({ "status": "ready" }))
+}
+
+/// Unknown paths answer in the same JSON shape as everything else.
+pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, Failure> {
+    Err(fail(&req)(ApiError::NoRoute(req.path().to_owned())))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Failure> {
+    Err(fail(&req)(ApiError::MethodNotAllowed(
+        req.method().to_string(),
+    )))
+}
+
+fn auth(req: &HttpRequest, state: &AppState) -> Result<std::sync::Arc<ClientConfig>, ApiError> {
+    let client = authenticate(req, &state.gateway.config.clients)?;
+    record(req, |f| f.client = Some(client.name.clone()));
+    Ok(client)
+}
+
+/// The bot must exist (404) and be in the client's scope (403).
+fn resolve_bot<'a>(
+    req: &HttpRequest,
+    state: &'a AppState,
+    client: &ClientConfig,
+    name: &str,
+) -> Result<&'a BotConfig, ApiError> {
+    let config = &state.gateway.config;
+    let bot = config
+        .bots
+        .get(name)
+        .ok_or_else(|| ApiError::BotNotFound(chatgate_providers::wire::shorten(name, 64)))?;
+    if !client.bots.allows(&bot.name) {
+        return Err(ApiError::Forbidden(bot.name.clone()));
+    }
+    record(req, |f| {
+        f.bot = Some(bot.name.clone());
+        f.provider = Some(bot.provider.clone());
+    });
+    Ok(bot)
+}
+
+/// Conversation ids go into vendor paths: keep them to plain id characters.
+fn check_conversation_id(id: &str) -> Result<(), ApiError> {
+    let ok = (1..=256).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        && !id.bytes().all(|b| b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidRequest(
+            "the conversation id must be 1-256 characters of letters, digits, `.`, `_`, `:` or `-`"
+                .to_owned(),
+        ))
+    }
+}
+
+/// Reads a request body up to [`MAX_REQUEST_BODY`], refusing early when the
+/// declared length is already too large.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<web::BytesMut, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BODY as u64) {
+        return Err(ApiError::PayloadTooLarge(MAX_REQUEST_BODY));
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            ApiError::InvalidRequest("the request body could not be read".to_owned())
+        })?;
+        if body.len() + chunk.len() > MAX_REQUEST_BODY {
+            return Err(ApiError::PayloadTooLarge(MAX_REQUEST_BODY));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn success(listed: Listed) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(JSON)
+        .insert_header(("X-Provider", listed.provider.as_str()))
+        .body(listed.body)
+}
+
+fn json<T: Serialize>(value: &T) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(JSON)
+        .body(serde_json::to_vec(value).unwrap_or_default())
+}
