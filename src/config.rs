@@ -335,8 +335,8 @@ fn origin(figment: &Figment, key: &str) -> String {
     match &meta.source {
         Some(figment::Source::File(p)) => format!("`{key}` in {}", p.display()),
         _ if meta.name.contains("environment") => format!(
-            "`{key}` (environment variable {})",
-            meta.interpolate(&figment::Profile::Default, &keys)
+            "`{key}` (environment variable {ENV_PREFIX}{})",
+            keys.join("__").to_ascii_uppercase()
         ),
         _ => format!("`{key}`"),
     }
@@ -344,7 +344,11 @@ fn origin(figment: &Figment, key: &str) -> String {
 
 fn from_figment(figment: &Figment, path: &Path) -> Result<Config, ConfigError> {
     let raw: RawConfig = figment.extract().map_err(|e| ConfigError {
-        problems: e.into_iter().map(|e| e.to_string()).collect(),
+        // Figment names keys with their profile (`default.`), which ops never wrote.
+        problems: e
+            .into_iter()
+            .map(|e| e.to_string().replace("key \"default.", "key \""))
+            .collect(),
     })?;
     let mut problems = Vec::new();
     let mut p = |key: &str, msg: String| problems.push(format!("{}: {msg}", origin(figment, key)));
