@@ -4,9 +4,12 @@
 //! The binary's subcommands live in `main.rs`; everything they run is here so
 //! integration tests can start the real server and emulator in-process.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod config;
 pub mod demo;
 pub mod emulator;
 pub mod gateway;
+pub mod limits;
 pub mod server;
 pub mod upstream;

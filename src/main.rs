@@ -1,5 +1,7 @@
 //! The `chatgate` command line (SPEC §4).
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

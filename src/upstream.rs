@@ -117,10 +117,24 @@ impl Upstream {
                 SendRequestError::Timeout => TransportError::Timeout(provider.timeout),
                 other => TransportError::Connect(other.to_string()),
             })?;
+            let declared = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
             let body: Bytes = response.body().limit(limit).await.map_err(|e| match e {
                 PayloadError::Overflow => TransportError::TooLarge(limit),
                 other => TransportError::Body(other.to_string()),
             })?;
+            // awc hands back a Content-Length body cut off mid-way as if it were
+            // whole; a short body that still parses must not pass as the answer.
+            if declared.is_some_and(|n| n != body.len() as u64) {
+                return Err(TransportError::Body(format!(
+                    "{} of {} declared bytes arrived",
+                    body.len(),
+                    declared.unwrap_or_default()
+                )));
+            }
             let retry_after = response
                 .headers()
                 .get(header::RETRY_AFTER)

@@ -90,5 +90,8 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
     let server = server.run();
     let handle = server.handle();
     let task = actix_rt::spawn(server);
+    // The accept loop starts when the spawned server is first polled: yield once
+    // so a caller that goes on to block its thread finds it answering.
+    actix_rt::task::yield_now().await;
     Ok(RunningServer { addr, handle, task })
 }

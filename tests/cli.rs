@@ -1,0 +1,380 @@
+//! The `chatgate` binary as ops and new users run it: `check-config`, `emulate`
+//! with `serve` on the repo's `config.toml`, and `demo`'s printed curl commands.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chatgate");
+
+fn repo_config() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (by its own PID) when the test ends, pass or fail.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn check_config(path: &Path, env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(path)
+        .envs(env.iter().copied())
+        .env_remove("CHATGATE_CONFIG")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_repo_config_is_valid() {
+    let (ok, text) = check_config(repo_config(), &[]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("3 provider(s), 3 bot(s), 2 client(s)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_key_path_and_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+[providers.chatbase]
+api_key = "sk-very-secret-provider-key"
+base_url = "ftp://example.com"
+
+[providers.acme]
+api_key = "x"
+
+[providers.chatling]
+timeout_ms = 0
+
+[bots.support]
+provider = "chatbse"
+chatbot_id = "abc"
+
+[clients.a]
+key = "client-key-aaaaaaaaaaaa"
+bots = ["support", "ghost"]
+
+[clients.b]
+key = "client-key-aaaaaaaaaaaa"
+bots = ["*"]
+
+[clients.c]
+key = "short"
+bots = ["*"]
+"#,
+    )
+    .unwrap();
+    let (ok, text) = check_config(&path, &[]);
+    assert!(!ok);
+    for needle in [
+        "`providers.chatbase.base_url`",
+        "`providers.acme`",
+        "unknown provider kind `acme`",
+        "`providers.chatling.api_key`",
+        "`providers.chatling.timeout_ms`",
+        "`bots.support.provider`",
+        "`chatbse`",
+        "`clients.a.bots`",
+        "`ghost`",
+        "same key as client `a`",
+        "`clients.c.key`",
+        "bad.toml",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("sk-very-secret-provider-key"),
+        "a secret leaked:\n{text}"
+    );
+    assert!(
+        !text.contains("client-key-aaaaaaaaaaaa"),
+        "a secret leaked:\n{text}"
+    );
+}
+
+#[test]
+fn unknown_keys_and_bad_types_fail_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.toml");
+    std::fs::write(&path, "[server]\nbnid = \"127.0.0.1:1\"\n").unwrap();
+    let (ok, text) = check_config(&path, &[]);
+    assert!(!ok && text.contains("bnid"), "{text}");
+    std::fs::write(
+        &path,
+        "[providers.chatbase]\napi_key = \"k\"\ntimeout_ms = -1\n",
+    )
+    .unwrap();
+    let (ok, text) = check_config(&path, &[]);
+    assert!(
+        !ok && text.contains("providers.chatbase.timeout_ms"),
+        "{text}"
+    );
+    let (ok, text) = check_config(&dir.path().join("missing.toml"), &[]);
+    assert!(!ok && text.contains("not found"), "{text}");
+}
+
+#[test]
+fn environment_overrides_the_file_and_is_named_in_errors() {
+    let (ok, text) = check_config(
+        repo_config(),
+        &[("CHATGATE_PROVIDERS__CHATLING__MAX_SCAN_PAGES", "0")],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("CHATGATE_PROVIDERS__CHATLING__MAX_SCAN_PAGES"),
+        "{text}"
+    );
+    // A numeric secret from the environment is still a string key.
+    let (ok, text) = check_config(
+        repo_config(),
+        &[("CHATGATE_PROVIDERS__CHATBASE__API_KEY", "1234567")],
+    );
+    assert!(ok, "{text}");
+}
+
+/// Waits until `url` answers 200, or panics after `limit`.
+fn wait_ready(port: u16, limit: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Write;
+            let _ = write!(
+                s,
+                "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if out.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("port {port} never became ready");
+}
+
+/// Waits until something accepts connections on `port`.
+fn wait_listening(port: u16, limit: Duration) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < limit, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A blocking HTTP/1.1 request; returns (status, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<&str>,
+) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    let body = body.unwrap_or("");
+    req += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serve_with_the_repo_config_works_against_emulate() {
+    let emu_port = free_port();
+    let _emu = Proc(
+        Command::new(BIN)
+            .args(["emulate", "--bind", &format!("127.0.0.1:{emu_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(emu_port, Duration::from_secs(30));
+    let gw_port = free_port();
+    let emu = format!("http://127.0.0.1:{emu_port}");
+    let mut gw = Proc(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(repo_config())
+            .env("CHATGATE_SERVER__BIND", format!("127.0.0.1:{gw_port}"))
+            .env("CHATGATE_SERVER__WORKERS", "1")
+            .env(
+                "CHATGATE_PROVIDERS__CHATBASE__BASE_URL",
+                format!("{emu}/chatbase/api/v1"),
+            )
+            .env(
+                "CHATGATE_PROVIDERS__CHATZURI__BASE_URL",
+                format!("{emu}/chatzuri/api/v1"),
+            )
+            .env(
+                "CHATGATE_PROVIDERS__CHATLING__BASE_URL",
+                format!("{emu}/chatling/v2"),
+            )
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(gw_port, Duration::from_secs(30));
+    let auth = vec![(
+        "Authorization".to_owned(),
+        "Bearer analytics-demo-key-0123".to_owned(),
+    )];
+    for bot in ["support", "sales", "helpdesk"] {
+        let (status, body) = http(
+            gw_port,
+            "GET",
+            &format!("/api/v1/get-conversations?chatbotId={bot}&size=3"),
+            &auth,
+            None,
+        );
+        assert_eq!(status, 200, "{bot}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 3);
+    }
+    let scoped = vec![(
+        "Authorization".to_owned(),
+        "Bearer billing-service-demo-key".to_owned(),
+    )];
+    let (status, _) = http(
+        gw_port,
+        "GET",
+        "/api/v1/get-conversations?chatbotId=sales",
+        &scoped,
+        None,
+    );
+    assert_eq!(status, 403);
+    // Stop it and read every log line it wrote: no key of any kind appears.
+    let _ = gw.0.kill();
+    let mut logs = String::new();
+    gw.0.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(logs.contains("request"), "one line per request: {logs}");
+    for secret in [
+        "emu-chatbase-secret",
+        "emu-chatzuri-secret",
+        "emu-chatling-secret",
+        "analytics-demo-key-0123",
+        "billing-service-demo-key",
+    ] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
+}
+
+/// Splits a printed curl command into (method, headers, body, url).
+fn parse_curl(line: &str) -> (String, Vec<(String, String)>, Option<String>, String) {
+    let mut quoted = Vec::new();
+    let mut flags = Vec::new();
+    let mut rest = line;
+    while let Some(start) = rest.find('\'') {
+        let before = rest[..start]
+            .split_whitespace()
+            .last()
+            .unwrap_or("")
+            .to_owned();
+        let end = start + 1 + rest[start + 1..].find('\'').unwrap();
+        flags.push(before);
+        quoted.push(rest[start + 1..end].to_owned());
+        rest = &rest[end + 1..];
+    }
+    let mut headers = Vec::new();
+    let mut body = None;
+    let mut url = String::new();
+    for (flag, value) in flags.into_iter().zip(quoted) {
+        match flag.as_str() {
+            "-H" => {
+                let (k, v) = value.split_once(": ").unwrap();
+                headers.push((k.to_owned(), v.to_owned()));
+            }
+            "-d" => body = Some(value),
+            _ => url = value,
+        }
+    }
+    let method = if body.is_some() { "POST" } else { "GET" };
+    (method.to_owned(), headers, body, url)
+}
+
+#[test]
+fn demo_prints_curl_commands_that_work_as_printed() {
+    let mut demo = Proc(
+        Command::new(BIN)
+            .args(["demo", "--bind", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = BufReader::new(demo.0.stdout.take().unwrap());
+    let mut curls = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.starts_with("curl ") {
+            curls.push(line);
+        } else if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    assert_eq!(curls.len(), 9, "{curls:#?}");
+    let expected = [200, 200, 200, 200, 200, 200, 200, 400, 403];
+    for (line, want) in curls.iter().zip(expected) {
+        let (method, headers, body, url) = parse_curl(line);
+        let rest = url.strip_prefix("http://127.0.0.1:").unwrap();
+        let (port, path) = rest.split_once('/').unwrap();
+        let (status, text) = http(
+            port.parse().unwrap(),
+            &method,
+            &format!("/{path}"),
+            &headers,
+            body.as_deref(),
+        );
+        assert_eq!(status, want, "{line}\n{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if want == 200 {
+            assert!(v["data"].is_array() || v["data"].is_object(), "{text}");
+        } else {
+            assert!(v["code"].is_string(), "{text}");
+        }
+    }
+}

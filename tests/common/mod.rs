@@ -1,0 +1,206 @@
+//! Shared harness: the real gateway and the built-in emulator, in-process, on
+//! ephemeral loopback ports, talking real HTTP.
+#![allow(dead_code, clippy::unwrap_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use awc::http::{header, Method, StatusCode};
+use bytes::Bytes;
+use chatgate::config;
+use chatgate::demo::{self, DEMO_KEY};
+use chatgate::emulator::{self, EmulatorServer, EmulatorState, Vendor};
+use chatgate::server::{self, RunningServer};
+use serde_json::Value;
+
+pub const ANY_ADDR: &str = "127.0.0.1:0";
+
+/// An emulator and a gateway configured against it (the demo's config, which has
+/// bots `support` (Chatbase), `sales` (Chatzuri), `sales-legacy` (Chatzuri legacy
+/// dialect), `helpdesk` (Chatling) and clients `demo` (all bots) and `support-only`).
+pub struct Harness {
+    pub emu: EmulatorServer,
+    pub gateway: RunningServer,
+    pub base: String,
+    client: awc::Client,
+}
+
+/// A response, read whole.
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an error response in the documented flat shape and returns it.
+    pub fn expect_error(&self, status: u16, code: &str) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let body = self.json();
+        assert_eq!(body["code"], code, "{body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        assert_eq!(
+            body["request_id"].as_str(),
+            self.header("x-request-id"),
+            "the body's request id is the header's"
+        );
+        assert!(
+            self.header("content-type")
+                .unwrap()
+                .starts_with("application/json"),
+            "errors are JSON"
+        );
+        body
+    }
+
+    pub fn ok(&self) -> Value {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()
+    }
+}
+
+impl Harness {
+    /// The demo config against a fresh emulator.
+    pub async fn start() -> Self {
+        Self::start_with(|toml| toml).await
+    }
+
+    /// The demo config, edited by `edit`, against a fresh emulator.
+    pub async fn start_with(edit: impl FnOnce(String) -> String) -> Self {
+        let state = EmulatorState::new(emulator::DEFAULT_SEED);
+        Self::start_on(state, edit).await
+    }
+
+    /// Like [`start_with`] on a given emulator state.
+    pub async fn start_on(state: Arc<EmulatorState>, edit: impl FnOnce(String) -> String) -> Self {
+        let emu = emulator::start(ANY_ADDR.parse().unwrap(), state, 1)
+            .await
+            .unwrap();
+        let toml = edit(demo::config_toml(&emu, ANY_ADDR.parse().unwrap()));
+        let config = config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}"));
+        let gateway = server::start(config, false).await.unwrap();
+        let base = format!("http://{}", gateway.addr);
+        Self {
+            emu,
+            gateway,
+            base,
+            client: awc::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .finish(),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.gateway.addr
+    }
+
+    pub fn state(&self) -> &EmulatorState {
+        &self.emu.state
+    }
+
+    /// GET with the demo key.
+    pub async fn get(&self, path_and_query: &str) -> Resp {
+        self.request(Method::GET, path_and_query, Some(DEMO_KEY), &[], None)
+            .await
+    }
+
+    /// GET with a given key (or none).
+    pub async fn get_as(&self, key: Option<&str>, path_and_query: &str) -> Resp {
+        self.request(Method::GET, path_and_query, key, &[], None)
+            .await
+    }
+
+    /// POST a body with the demo key.
+    pub async fn post(&self, path_and_query: &str, body: impl Into<Bytes>) -> Resp {
+        self.request(
+            Method::POST,
+            path_and_query,
+            Some(DEMO_KEY),
+            &[],
+            Some(body.into()),
+        )
+        .await
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Resp {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path_and_query));
+        if let Some(key) = key {
+            req = req.insert_header((header::AUTHORIZATION, format!("Bearer {key}")));
+        }
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        let mut res = match body {
+            Some(b) => req
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .send_body(b)
+                .await
+                .unwrap(),
+            None => req.send().await.unwrap(),
+        };
+        let body = res.body().limit(64 * 1024 * 1024).await.unwrap();
+        Resp {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body,
+        }
+    }
+
+    /// Vendor calls the emulator has received for `vendor`.
+    pub fn calls(&self, vendor: Vendor) -> u64 {
+        self.state().request_count(vendor)
+    }
+
+    pub async fn stop(self) {
+        self.gateway.stop().await;
+        self.emu.stop().await;
+    }
+}
+
+/// The ids of a list response's conversations, in order.
+pub fn ids(body: &Value) -> Vec<String> {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Parses an RFC 3339 `created_at` for ordering checks.
+pub fn created_at(c: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(c["created_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
