@@ -71,6 +71,8 @@ struct RawConfig {
     #[serde(default)]
     server: RawServer,
     #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
     providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     bots: BTreeMap<String, RawBot>,
@@ -88,6 +90,10 @@ struct RawServer {
     workers: usize,
     /// Bound on one whole API request, all vendor calls included, in ms. Default 30000.
     request_timeout_ms: u64,
+    /// Failed authentications allowed per remote IP per minute. Default 60.
+    auth_failures_per_minute: u32,
+    /// Failed authentications allowed in a burst per remote IP. Default 20.
+    auth_failure_burst: u32,
 }
 
 impl Default for RawServer {
@@ -96,6 +102,34 @@ impl Default for RawServer {
             bind: "127.0.0.1:8080".to_owned(),
             workers: 0,
             request_timeout_ms: 30_000,
+            auth_failures_per_minute: 60,
+            auth_failure_burst: 20,
+        }
+    }
+}
+
+/// `[cache]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCache {
+    /// Whether responses are cached at all. Default true.
+    enabled: bool,
+    /// Fresh lifetime of an entry, seconds. Default 60.
+    ttl_secs: u64,
+    /// How long after expiry a stale entry may still answer when the vendor
+    /// fails, seconds. Default 300.
+    stale_if_error_secs: u64,
+    /// Bound on the cache's total weight (serialized bytes). Default 64 MiB.
+    max_bytes: u64,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl_secs: 60,
+            stale_if_error_secs: 300,
+            max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -129,6 +163,11 @@ struct RawProvider {
     /// or assembles pages. Default 50.
     #[serde(default = "default_max_scan_pages")]
     max_scan_pages: u32,
+    /// Calls per second to this vendor account, shared by every caller. Default:
+    /// the vendor's documented quota where there is one (Chatling 300/min → 5),
+    /// else 10.
+    #[serde(default)]
+    max_requests_per_second: Option<u32>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -168,6 +207,19 @@ struct RawClient {
     /// Bot names this client may read, or `["*"]`.
     #[serde(default)]
     bots: Vec<String>,
+    /// Sustained request rate. Default 600.
+    #[serde(default = "default_requests_per_minute")]
+    requests_per_minute: u32,
+    /// Requests allowed at once on top of the rate. Default 20.
+    #[serde(default = "default_burst")]
+    burst: u32,
+}
+
+fn default_requests_per_minute() -> u32 {
+    600
+}
+fn default_burst() -> u32 {
+    20
 }
 
 /// Secrets may come from the environment, where figment reads `12345` as a
@@ -187,6 +239,8 @@ pub struct Config {
     pub path: PathBuf,
     /// `[server]`.
     pub server: ServerConfig,
+    /// `[cache]`.
+    pub cache: CacheConfig,
     /// `[providers.*]` by table name.
     pub providers: BTreeMap<String, Arc<ProviderConfig>>,
     /// `[bots.*]` by bot name.
@@ -204,6 +258,32 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Bound on one whole API request.
     pub request_timeout: Duration,
+    /// Failed authentications per remote IP.
+    pub auth_failures: Rate,
+}
+
+/// A GCRA rate: a sustained count per period, plus a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Cells per `period`.
+    pub count: NonZeroU32,
+    /// The period `count` is spread over.
+    pub period: Duration,
+    /// Cells allowed at once.
+    pub burst: NonZeroU32,
+}
+
+/// `[cache]`, validated.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Whether to cache.
+    pub enabled: bool,
+    /// Fresh lifetime.
+    pub ttl: Duration,
+    /// Stale-if-error window after expiry.
+    pub stale_if_error: Duration,
+    /// Bound on total weight, bytes.
+    pub max_bytes: u64,
 }
 
 /// One vendor account, validated.
@@ -224,6 +304,8 @@ pub struct ProviderConfig {
     pub max_body_bytes: usize,
     /// Adapter settings.
     pub adapter: AdapterOptions,
+    /// Calls per second to the vendor, shared by every caller.
+    pub max_requests_per_second: NonZeroU32,
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -237,6 +319,7 @@ impl fmt::Debug for ProviderConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("adapter", &self.adapter)
+            .field("max_requests_per_second", &self.max_requests_per_second)
             .finish()
     }
 }
@@ -280,6 +363,8 @@ pub struct ClientConfig {
     pub key_sha256: [u8; 32],
     /// The bots it may read.
     pub bots: BotScope,
+    /// Its request rate.
+    pub rate: Rate,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -288,6 +373,7 @@ impl fmt::Debug for ClientConfig {
             .field("name", &self.name)
             .field("key_sha256", &"[redacted]")
             .field("bots", &self.bots)
+            .field("rate", &self.rate)
             .finish()
     }
 }
@@ -354,6 +440,7 @@ fn from_figment(figment: &Figment, path: &Path) -> Result<Config, ConfigError> {
     let mut p = |key: &str, msg: String| problems.push(format!("{}: {msg}", origin(figment, key)));
 
     let server = validate_server(&raw.server, &mut p);
+    let cache = validate_cache(&raw.cache, &mut p);
 
     let mut providers = BTreeMap::new();
     for (name, rp) in &raw.providers {
@@ -470,10 +557,23 @@ fn from_figment(figment: &Figment, path: &Path) -> Result<Config, ConfigError> {
             }
             BotScope::Only(rc.bots.iter().cloned().collect())
         };
+        let rate = rate(
+            &key,
+            rc.requests_per_minute,
+            "requests_per_minute",
+            Duration::from_secs(60),
+            rc.burst,
+            &mut p,
+        );
         clients.push(Arc::new(ClientConfig {
             name: name.clone(),
             key_sha256: hash.unwrap_or_default(),
             bots: scope,
+            rate: rate.unwrap_or(Rate {
+                count: NonZeroU32::MIN,
+                period: Duration::from_secs(60),
+                burst: NonZeroU32::MIN,
+            }),
         }));
     }
 
@@ -481,6 +581,7 @@ fn from_figment(figment: &Figment, path: &Path) -> Result<Config, ConfigError> {
         (Some(server), true) => Ok(Config {
             path: path.to_owned(),
             server,
+            cache,
             providers,
             bots,
             clients,
@@ -503,11 +604,78 @@ fn validate_server(raw: &RawServer, p: &mut impl FnMut(&str, String)) -> Option<
             "must be greater than 0".to_owned(),
         );
     }
+    let auth_failures = rate(
+        "server",
+        raw.auth_failures_per_minute,
+        "auth_failures_per_minute",
+        Duration::from_secs(60),
+        raw.auth_failure_burst,
+        p,
+    );
     Some(ServerConfig {
         bind: bind.ok()?,
         workers: raw.workers,
         request_timeout: Duration::from_millis(raw.request_timeout_ms),
+        auth_failures: auth_failures?,
     })
+}
+
+/// A rate from a count per `period` and a burst, both non-zero.
+fn rate(
+    table: &str,
+    count: u32,
+    count_field: &str,
+    period: Duration,
+    burst: u32,
+    p: &mut impl FnMut(&str, String),
+) -> Option<Rate> {
+    let burst_field = if table == "server" {
+        "auth_failure_burst"
+    } else {
+        "burst"
+    };
+    let c = NonZeroU32::new(count);
+    if c.is_none() {
+        p(
+            &format!("{table}.{count_field}"),
+            "must be greater than 0".to_owned(),
+        );
+    }
+    let b = NonZeroU32::new(burst);
+    if b.is_none() {
+        p(
+            &format!("{table}.{burst_field}"),
+            "must be greater than 0".to_owned(),
+        );
+    }
+    Some(Rate {
+        count: c?,
+        period,
+        burst: b?,
+    })
+}
+
+fn validate_cache(raw: &RawCache, p: &mut impl FnMut(&str, String)) -> CacheConfig {
+    if raw.enabled {
+        if raw.ttl_secs == 0 {
+            p(
+                "cache.ttl_secs",
+                "must be greater than 0 (or set cache.enabled = false)".to_owned(),
+            );
+        }
+        if raw.max_bytes == 0 {
+            p(
+                "cache.max_bytes",
+                "must be greater than 0 (or set cache.enabled = false)".to_owned(),
+            );
+        }
+    }
+    CacheConfig {
+        enabled: raw.enabled,
+        ttl: Duration::from_secs(raw.ttl_secs),
+        stale_if_error: Duration::from_secs(raw.stale_if_error_secs),
+        max_bytes: raw.max_bytes,
+    }
 }
 
 fn validate_provider(
@@ -594,6 +762,16 @@ fn validate_provider(
             Dialect::Current
         }
     };
+    let max_rps = match rp.max_requests_per_second {
+        Some(n) => NonZeroU32::new(n),
+        None => kind.map(default_requests_per_second),
+    };
+    if rp.max_requests_per_second.is_some() && max_rps.is_none() {
+        p(
+            &format!("{key}.max_requests_per_second"),
+            "must be greater than 0".to_owned(),
+        );
+    }
     Some(ProviderConfig {
         name: name.to_owned(),
         kind: kind?,
@@ -606,7 +784,19 @@ fn validate_provider(
             dialect,
             max_scan_pages: max_scan_pages?,
         },
+        max_requests_per_second: max_rps?,
     })
+}
+
+/// The provider guard's default: the vendor's documented quota where it publishes
+/// one (Chatling: 300 calls per minute per key = 5/s), else 10/s (Chatbase v1 and
+/// Chatzuri publish no number).
+pub fn default_requests_per_second(kind: ProviderKind) -> NonZeroU32 {
+    let n = match kind {
+        ProviderKind::Chatling => 5,
+        ProviderKind::Chatbase | ProviderKind::Chatzuri => 10,
+    };
+    NonZeroU32::new(n).expect("a non-zero literal")
 }
 
 /// The vendors' production base URLs (vendors.md).

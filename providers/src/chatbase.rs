@@ -256,7 +256,7 @@ impl Operation<ListResult> for V1List {
             });
         }
         // The docs do not state an order; callers are promised newest first.
-        conversations.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        conversations.sort_by_key(|c| std::cmp::Reverse(c.created_at));
         Ok(Step::Done(ListResult {
             page: Page {
                 has_more: conversations.len() == size,

@@ -282,7 +282,7 @@ impl ListOp {
 
     fn done(&mut self, has_more: bool) -> Result<Step<ListResult>, ProviderError> {
         let mut conversations = std::mem::take(&mut self.collected);
-        conversations.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        conversations.sort_by_key(|c| std::cmp::Reverse(c.created_at));
         Ok(Step::Done(ListResult {
             page: Page {
                 conversations,

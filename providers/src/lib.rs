@@ -18,6 +18,8 @@
 //! assert_eq!(request.path, "/get-conversations");
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod chatbase;
 pub mod chatling;
 pub mod chatzuri;
