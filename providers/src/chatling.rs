@@ -8,6 +8,7 @@
 //! with a bounded scan. Whenever the vendor's paging shifts under us, we re-plan
 //! once and otherwise fail: a wrong window is never returned.
 
+use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -69,6 +70,7 @@ impl Adapter for Chatling {
             collected: Vec::new(),
             matched: 0,
             previous: None,
+            seen: HashSet::new(),
         })
     }
 
@@ -273,6 +275,9 @@ struct ListOp {
     /// The previous conversation's `created_at` (scan mode), to detect a vendor
     /// that ignored `sort=date_desc`, which would make early stopping wrong.
     previous: Option<DateTime<Utc>>,
+    /// Ids read so far. One read twice means a conversation arrived between two
+    /// page reads and pushed every later page down by one (newest first).
+    seen: HashSet<String>,
 }
 
 impl ListOp {
@@ -304,16 +309,41 @@ impl ListOp {
         if self.replanned {
             return Err(ProviderError::InvalidBody {
                 status,
-                reason:
-                    "per_page changed again while re-reading; refusing to return a shifted window"
-                        .to_owned(),
+                reason: "the vendor's pages shifted again while re-reading (per_page changed \
+                         or conversations moved); refusing to return a shifted window"
+                    .to_owned(),
             });
         }
         self.replanned = true;
         self.collected.clear();
         self.matched = 0;
         self.previous = None;
+        self.seen.clear();
         Ok(())
+    }
+
+    /// The vendor page the plan starts from: the window's own page when the vendor
+    /// page size is known and nothing is filtered, else the stream's first.
+    fn first_page(&self) -> u32 {
+        match (self.scan, self.per_page) {
+            (false, Some(pp)) => u32::try_from(self.query.window_start() / u64::from(pp.get()) + 1)
+                .unwrap_or(u32::MAX),
+            _ => 1,
+        }
+    }
+
+    /// Records a conversation's id; one already read means the pages moved under
+    /// us: re-read once from the first page of the plan.
+    fn check_not_seen(
+        &mut self,
+        conversation: &Conversation,
+        status: u16,
+    ) -> Result<Option<Step<ListResult>>, ProviderError> {
+        if self.seen.insert(conversation.id.clone()) {
+            return Ok(None);
+        }
+        self.replan(status)?;
+        self.next_page(self.first_page()).map(Some)
     }
 
     /// Unfiltered: the window `[start, start + size)` maps straight onto vendor
@@ -355,6 +385,9 @@ impl ListOp {
                 break;
             }
             let conversation = self.normalize(raw, status)?;
+            if let Some(step) = self.check_not_seen(&conversation, status)? {
+                return Ok(step);
+            }
             self.collected.push(conversation);
         }
         let last = pages.current_page >= pages.last_page;
@@ -385,6 +418,9 @@ impl ListOp {
         let size = self.query.size.get() as usize;
         for raw in items {
             let conversation = self.normalize(raw, status)?;
+            if let Some(step) = self.check_not_seen(&conversation, status)? {
+                return Ok(step);
+            }
             if self.previous.is_some_and(|p| conversation.created_at > p) {
                 return Err(ProviderError::InvalidBody {
                     status,
@@ -427,12 +463,7 @@ impl Operation<ListResult> for ListOp {
         if !self.query.accepts_source(Source::Unspecified) {
             return self.done(false);
         }
-        let first = match (self.scan, self.per_page) {
-            (false, Some(pp)) => u32::try_from(self.query.window_start() / u64::from(pp.get()) + 1)
-                .unwrap_or(u32::MAX),
-            _ => 1,
-        };
-        self.next_page(first)
+        self.next_page(self.first_page())
     }
 
     fn on_response(

@@ -1,0 +1,530 @@
+//! How every adapter classifies a vendor's failure: status codes, `Retry-After`,
+//! Chatling's header-less 429, invalid success bodies (never a panic), and which
+//! errors the retry layer may repeat.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chatgate_providers::{
+    adapter, Dialect, ListResult, ProviderError, ProviderKind, UpstreamResponse,
+};
+use chrono::TimeZone;
+use common::*;
+
+/// Every adapter (and both Chatzuri dialects) with the fixture folder of its vendor.
+fn adapters() -> Vec<(&'static str, ProviderKind, Dialect)> {
+    vec![
+        ("chatbase", ProviderKind::Chatbase, Dialect::Current),
+        ("chatzuri", ProviderKind::Chatzuri, Dialect::Current),
+        ("chatzuri", ProviderKind::Chatzuri, Dialect::Legacy),
+        ("chatling", ProviderKind::Chatling, Dialect::Current),
+    ]
+}
+
+fn list(
+    kind: ProviderKind,
+    dialect: Dialect,
+    response: UpstreamResponse,
+) -> Result<ListResult, ProviderError> {
+    let a = adapter(kind, &options(dialect, 50));
+    let mut op = a.list(target("vendor-bot-1"), &query(1, 10), None);
+    one_call(op.as_mut(), response).0
+}
+
+fn with_retry_after(mut r: UpstreamResponse, value: &str) -> UpstreamResponse {
+    r.retry_after = Some(value.to_owned());
+    r
+}
+
+#[test]
+fn every_vendor_maps_401_and_403_to_unauthorized_with_the_vendor_message() {
+    let expected = [
+        ("chatbase", "No API key provided.", "Forbidden"),
+        ("chatzuri", "Unauthorized", "Forbidden"),
+        ("chatling", "Invalid API key", "Forbidden"),
+    ];
+    for (dir, kind, dialect) in adapters() {
+        let (_, m401, m403) = expected.iter().find(|e| e.0 == dir).unwrap();
+        let err = list(
+            kind,
+            dialect,
+            answer(401, fixture(&format!("{dir}/error_401.json"))),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::Unauthorized {
+                status: 401,
+                message: (*m401).to_owned()
+            },
+            "{kind}"
+        );
+        let body: Bytes = match dir {
+            "chatzuri" => Bytes::from_static(br#"{"message":"Forbidden"}"#),
+            _ => fixture(&format!("{dir}/error_403.json")),
+        };
+        let err = list(kind, dialect, answer(403, body)).unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::Unauthorized {
+                status: 403,
+                message: (*m403).to_owned()
+            },
+            "{kind}"
+        );
+        assert!(!err.is_retryable());
+        assert_eq!(err.upstream_status(), Some(403));
+    }
+}
+
+#[test]
+fn every_vendor_maps_404_to_not_found_with_the_vendor_message() {
+    let expected = [
+        ("chatbase", "Resource not found"),
+        ("chatzuri", "Agent not found"),
+        ("chatling", "Conversation not found"),
+    ];
+    for (dir, kind, dialect) in adapters() {
+        let message = expected.iter().find(|e| e.0 == dir).unwrap().1;
+        let err = list(
+            kind,
+            dialect,
+            answer(404, fixture(&format!("{dir}/error_404.json"))),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::NotFound {
+                message: message.to_owned()
+            },
+            "{kind}"
+        );
+        assert!(!err.is_retryable());
+        assert_eq!(err.upstream_status(), Some(404));
+    }
+}
+
+#[test]
+fn every_vendor_honours_a_429_retry_after_in_seconds() {
+    for (dir, kind, dialect) in adapters() {
+        let response =
+            with_retry_after(answer(429, fixture(&format!("{dir}/error_429.json"))), "7");
+        let err = list(kind, dialect, response).unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(7))
+            },
+            "{kind}"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(err.upstream_status(), Some(429));
+    }
+}
+
+#[test]
+fn every_vendor_honours_a_429_retry_after_http_date() {
+    for (dir, kind, dialect) in adapters() {
+        // now() is 2024-07-01T10:20:45Z.
+        let response = with_retry_after(
+            answer(429, fixture(&format!("{dir}/error_429.json"))),
+            "Mon, 01 Jul 2024 10:21:15 GMT",
+        );
+        assert_eq!(
+            list(kind, dialect, response).unwrap_err(),
+            ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(30))
+            },
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn chatbase_and_chatzuri_429_without_retry_after_has_no_wait() {
+    for (dir, kind, dialect) in adapters() {
+        if kind == ProviderKind::Chatling {
+            continue;
+        }
+        let err = list(
+            kind,
+            dialect,
+            answer(429, fixture(&format!("{dir}/error_429.json"))),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::RateLimited { retry_after: None },
+            "{kind}"
+        );
+        assert!(err.is_retryable());
+    }
+}
+
+#[test]
+fn chatling_429_without_retry_after_waits_until_the_next_full_minute() {
+    // Chatling's documented body, no header, arriving at hh:mm:45.
+    let err = list(
+        ProviderKind::Chatling,
+        Dialect::Current,
+        answer(429, fixture("chatling/error_429.json")),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(15))
+        }
+    );
+
+    let mut response = answer(
+        429,
+        &br#"{"status":"error","message":"Too many requests"}"#[..],
+    );
+    response.received_at = chrono::Utc
+        .with_ymd_and_hms(2024, 7, 1, 10, 20, 45)
+        .unwrap()
+        + chrono::Duration::milliseconds(250);
+    assert_eq!(
+        list(ProviderKind::Chatling, Dialect::Current, response).unwrap_err(),
+        ProviderError::RateLimited {
+            retry_after: Some(Duration::from_millis(14_750))
+        }
+    );
+
+    let mut response = answer(429, fixture("chatling/error_429.json"));
+    response.received_at = chrono::Utc.with_ymd_and_hms(2024, 7, 1, 10, 20, 1).unwrap();
+    assert_eq!(
+        list(ProviderKind::Chatling, Dialect::Current, response).unwrap_err(),
+        ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(59))
+        }
+    );
+}
+
+#[test]
+fn chatling_429_with_retry_after_prefers_the_header() {
+    let response = with_retry_after(answer(429, fixture("chatling/error_429.json")), "3");
+    assert_eq!(
+        list(ProviderKind::Chatling, Dialect::Current, response).unwrap_err(),
+        ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(3))
+        }
+    );
+}
+
+#[test]
+fn other_4xx_is_rejected_with_the_vendor_message() {
+    let expected = [
+        ("chatbase", "Invalid request data"),
+        ("chatzuri", "Invalid date format. Use YYYY-MM-DD."),
+        ("chatling", "Bad request"),
+    ];
+    for (dir, kind, dialect) in adapters() {
+        let message = expected.iter().find(|e| e.0 == dir).unwrap().1;
+        let err = list(
+            kind,
+            dialect,
+            answer(400, fixture(&format!("{dir}/error_400.json"))),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::Rejected {
+                status: 400,
+                message: message.to_owned()
+            },
+            "{kind}"
+        );
+        assert!(!err.is_retryable());
+        assert_eq!(err.upstream_status(), Some(400));
+    }
+    let err = list(
+        ProviderKind::Chatling,
+        Dialect::Current,
+        answer(422, fixture("chatling/error_422.json")),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ProviderError::Rejected {
+            status: 422,
+            message: "The page must be an integer.".to_owned()
+        }
+    );
+    let err = list(ProviderKind::Chatbase, Dialect::Current, answer(418, "")).unwrap_err();
+    assert_eq!(
+        err,
+        ProviderError::Rejected {
+            status: 418,
+            message: "unexpected status".to_owned()
+        }
+    );
+}
+
+#[test]
+fn server_errors_are_upstream_with_the_vendor_message() {
+    let expected = [
+        ("chatbase", "Internal server error"),
+        ("chatzuri", "Internal server error"),
+        ("chatling", "Server error"),
+    ];
+    for (dir, kind, dialect) in adapters() {
+        let message = expected.iter().find(|e| e.0 == dir).unwrap().1;
+        let err = list(
+            kind,
+            dialect,
+            answer(500, fixture(&format!("{dir}/error_500.json"))),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::Upstream {
+                status: 500,
+                message: message.to_owned()
+            },
+            "{kind}"
+        );
+        assert!(!err.is_retryable(), "500 is not a transient gateway status");
+
+        // A proxy's HTML page or an empty body: the status line is the message.
+        let err = list(
+            kind,
+            dialect,
+            answer(503, "<html><body>Service down</body></html>"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::Upstream {
+                status: 503,
+                message: "Service Unavailable".to_owned()
+            },
+            "{kind}"
+        );
+        assert!(err.is_retryable());
+        let err = list(kind, dialect, answer(502, "")).unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::Upstream {
+                status: 502,
+                message: "Bad Gateway".to_owned()
+            }
+        );
+        assert!(err.is_retryable());
+        let err = list(
+            kind,
+            dialect,
+            answer(504, Bytes::from_static(&[0xff, 0xfe, 0x00])),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::Upstream {
+                status: 504,
+                message: "Gateway Timeout".to_owned()
+            }
+        );
+        assert!(err.is_retryable());
+    }
+}
+
+#[test]
+fn a_redirect_is_an_upstream_failure_not_a_success() {
+    for (_, kind, dialect) in adapters() {
+        let err = list(kind, dialect, answer(302, "")).unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Upstream { status: 302, .. }),
+            "{kind}: {err:?}"
+        );
+        assert!(!err.is_retryable());
+    }
+}
+
+#[test]
+fn long_vendor_messages_are_shortened() {
+    let long = format!(r#"{{"message":"{}"}}"#, "é".repeat(5_000));
+    for (_, kind, dialect) in adapters() {
+        match list(kind, dialect, answer(500, long.clone())).unwrap_err() {
+            ProviderError::Upstream { message, .. } => {
+                assert!(message.chars().count() <= 301, "{kind}: {}", message.len());
+                assert!(message.starts_with("éé"));
+            }
+            other => panic!("{kind}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn invalid_success_bodies_are_invalid_body_never_a_panic() {
+    let common_cases: [(&str, Bytes); 4] = [
+        ("html", Bytes::from_static(b"<html>maintenance</html>")),
+        ("empty", Bytes::new()),
+        ("not utf-8", Bytes::from_static(&[0xff, 0xfe, 0xfd])),
+        (
+            "truncated",
+            Bytes::from_static(br#"{"data": [{"id": "c1", "created_at": "2024-"#),
+        ),
+    ];
+    for (dir, kind, dialect) in adapters() {
+        for (name, body) in &common_cases {
+            let err = list(kind, dialect, ok(body.clone())).unwrap_err();
+            invalid_body_reason(&err, 200);
+            assert!(!err.is_retryable(), "{kind} {name}");
+            assert_eq!(err.upstream_status(), Some(200));
+        }
+        let vendor_cases: &[&str] = match dir {
+            "chatbase" => &[
+                "invalid_bad_timestamp.json",
+                "invalid_missing_created_at.json",
+                "invalid_wrong_shape.json",
+                "invalid_message_without_content.json",
+                "guide_example.json",
+            ],
+            "chatzuri" => &[
+                "invalid_bad_timestamp.json",
+                "invalid_missing_id.json",
+                "invalid_wrong_shape.json",
+                "response_example.json",
+            ],
+            _ => &[
+                "invalid_bad_timestamp.json",
+                "invalid_missing_created_at.json",
+                "invalid_missing_pages.json",
+                "invalid_message_without_role.json",
+                "invalid_bad_message_timestamp.json",
+                "invalid_per_page_zero.json",
+                "success_without_data.json",
+                "error_envelope_with_200.json",
+                "retrieve_conversation.json",
+            ],
+        };
+        for name in vendor_cases {
+            let err = list(kind, dialect, ok(fixture(&format!("{dir}/{name}")))).unwrap_err();
+            let reason = invalid_body_reason(&err, 200);
+            assert!(!reason.is_empty(), "{kind} {name}");
+        }
+    }
+}
+
+#[test]
+fn invalid_body_reasons_name_the_problem() {
+    let err = list(
+        ProviderKind::Chatbase,
+        Dialect::Current,
+        ok(fixture("chatbase/invalid_bad_timestamp.json")),
+    )
+    .unwrap_err();
+    let reason = invalid_body_reason(&err, 200);
+    assert!(
+        reason.contains("created_at") && reason.contains("2024-01-01 12:00:00"),
+        "{reason}"
+    );
+
+    let err = list(
+        ProviderKind::Chatling,
+        Dialect::Current,
+        ok(fixture("chatling/error_envelope_with_200.json")),
+    )
+    .unwrap_err();
+    let reason = invalid_body_reason(&err, 200);
+    assert!(reason.contains("Something went wrong"), "{reason}");
+
+    let err = list(
+        ProviderKind::Chatling,
+        Dialect::Current,
+        answer(201, fixture("chatling/success_without_data.json")),
+    )
+    .unwrap_err();
+    invalid_body_reason(&err, 201);
+}
+
+#[test]
+fn retryability_per_error_kind() {
+    let cases = [
+        (
+            ProviderError::Unauthorized {
+                status: 401,
+                message: String::new(),
+            },
+            false,
+        ),
+        (
+            ProviderError::NotFound {
+                message: String::new(),
+            },
+            false,
+        ),
+        (ProviderError::RateLimited { retry_after: None }, true),
+        (
+            ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(1)),
+            },
+            true,
+        ),
+        (
+            ProviderError::Rejected {
+                status: 422,
+                message: String::new(),
+            },
+            false,
+        ),
+        (
+            ProviderError::Upstream {
+                status: 500,
+                message: String::new(),
+            },
+            false,
+        ),
+        (
+            ProviderError::Upstream {
+                status: 501,
+                message: String::new(),
+            },
+            false,
+        ),
+        (
+            ProviderError::Upstream {
+                status: 502,
+                message: String::new(),
+            },
+            true,
+        ),
+        (
+            ProviderError::Upstream {
+                status: 503,
+                message: String::new(),
+            },
+            true,
+        ),
+        (
+            ProviderError::Upstream {
+                status: 504,
+                message: String::new(),
+            },
+            true,
+        ),
+        (
+            ProviderError::Upstream {
+                status: 505,
+                message: String::new(),
+            },
+            false,
+        ),
+        (
+            ProviderError::InvalidBody {
+                status: 200,
+                reason: String::new(),
+            },
+            false,
+        ),
+        (ProviderError::ScanLimit { pages: 50 }, false),
+        (ProviderError::NotSupported("no"), false),
+    ];
+    for (err, retryable) in cases {
+        assert_eq!(err.is_retryable(), retryable, "{err:?}");
+    }
+}
