@@ -1,0 +1,497 @@
+//! The gateway's Prometheus metrics (SPEC §7), behind one [`Metrics`] type whose
+//! methods are the only way the rest of the code records anything: metric names,
+//! label sets and buckets live here alone, and the exposition crate
+//! (`prometheus-client`) could be swapped without touching a caller.
+//!
+//! Label values are either `&'static str` literals, numbers or configured
+//! provider names, so the number of series stays bounded whatever callers send.
+//!
+//! ```
+//! use std::time::Duration;
+//! use chatgate::metrics::Metrics;
+//!
+//! let metrics = Metrics::new();
+//! metrics.request("list", 200, Duration::from_millis(3));
+//! assert!(metrics.render().contains(r#"chatgate_requests_total{route="list",status="200"} 1"#));
+//! ```
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The `Content-Type` the `/metrics` handler must send with [`Metrics::render`]'s
+/// output, which is OpenMetrics 1.0 text (Prometheus ≥ 2.5 negotiates and
+/// parses it; it ends with `# EOF`).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Histogram buckets in seconds, for the gateway's own requests and for vendor
+/// calls alike: from a cache hit (sub-millisecond) to a slow vendor page near
+/// the request timeout.
+const DURATION_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The known values of the `result` label of `chatgate_cache_events_total`.
+const CACHE_RESULTS: [&str; 4] = ["hit", "miss", "stale", "bypass"];
+/// The known values of the `scope` label of `chatgate_rate_limited_total`.
+const RATE_LIMIT_SCOPES: [&str; 4] = ["client", "provider", "auth_ip", "upstream"];
+
+/// How one vendor call ended, for `chatgate_upstream_requests_total{status}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamOutcome {
+    /// The vendor answered with this HTTP status (label: the number as text).
+    Status(u16),
+    /// No answer within the provider's timeout (label: `timeout`).
+    Timeout,
+    /// A transport failure: connect, TLS, reset, oversized body (label: `error`).
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteStatus {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct Route {
+    route: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProviderStatus {
+    provider: String,
+    status: OutcomeLabel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct Provider {
+    provider: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct Scope {
+    scope: &'static str,
+}
+
+/// Keeps the exposition crate's trait off the public [`UpstreamOutcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct OutcomeLabel(UpstreamOutcome);
+
+impl EncodeLabelValue for OutcomeLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        match self.0 {
+            UpstreamOutcome::Status(code) => write!(encoder, "{code}"),
+            UpstreamOutcome::Timeout => encoder.write_str("timeout"),
+            UpstreamOutcome::Error => encoder.write_str("error"),
+        }
+    }
+}
+
+type DurationFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// Every metric the gateway exports. `Send + Sync`; share one through an `Arc`
+/// across all workers. Once a series exists, recording takes only a shared read
+/// lock on its family (plus a short per-series lock for a histogram).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteStatus, Counter>,
+    request_duration: DurationFamily<Route>,
+    upstream_requests: Family<ProviderStatus, Counter>,
+    upstream_duration: DurationFamily<Provider>,
+    cache_events: Family<ResultLabel, Counter>,
+    rate_limited: Family<Scope, Counter>,
+    circuit_state: Family<Provider, Gauge>,
+    config_reloads: Family<ResultLabel, Counter>,
+    config_last_reload: Gauge<f64, std::sync::atomic::AtomicU64>,
+    cache_weight: Gauge<u64, std::sync::atomic::AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered. Label values known in advance
+    /// (cache results, rate-limit scopes, reload results) start at 0, so rates
+    /// and alerts work before the first event.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::default();
+        let request_duration =
+            DurationFamily::new_with_constructor(duration_histogram as fn() -> _);
+        let upstream_requests = Family::default();
+        let upstream_duration =
+            DurationFamily::new_with_constructor(duration_histogram as fn() -> _);
+        let cache_events: Family<ResultLabel, Counter> = Family::default();
+        let rate_limited: Family<Scope, Counter> = Family::default();
+        let circuit_state = Family::default();
+        let config_reloads: Family<ResultLabel, Counter> = Family::default();
+        let config_last_reload = Gauge::default();
+        let cache_weight = Gauge::default();
+
+        // prometheus-client appends `_total` to counters, the unit to names
+        // registered with one, and a full stop to every help text.
+        registry.register(
+            "chatgate_requests",
+            "API requests answered, by route and HTTP status",
+            requests.clone(),
+        );
+        registry.register_with_unit(
+            "chatgate_request_duration",
+            "Time to answer an API request, by route",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        registry.register(
+            "chatgate_upstream_requests",
+            "Vendor calls (each attempt), by provider and the vendor's HTTP status, \
+             or timeout / error when there was no answer",
+            upstream_requests.clone(),
+        );
+        registry.register_with_unit(
+            "chatgate_upstream_duration",
+            "Time of one vendor call (each attempt), by provider",
+            Unit::Seconds,
+            upstream_duration.clone(),
+        );
+        registry.register(
+            "chatgate_cache_events",
+            "Response cache lookups, by result: hit, miss, stale or bypass",
+            cache_events.clone(),
+        );
+        registry.register(
+            "chatgate_rate_limited",
+            "Requests refused or paused by a rate limit, by scope: client, provider, \
+             auth_ip (failed authentications) or upstream (the vendor said 429)",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "chatgate_circuit_state",
+            "Circuit breaker state per provider: 0 closed, 1 open, 2 half-open",
+            circuit_state.clone(),
+        );
+        registry.register(
+            "chatgate_config_reloads",
+            "Configuration reloads, by result: ok or rejected (the old one stays)",
+            config_reloads.clone(),
+        );
+        registry.register_with_unit(
+            "chatgate_config_last_reload_timestamp",
+            "Unix time at which the running configuration was loaded",
+            Unit::Seconds,
+            config_last_reload.clone(),
+        );
+        registry.register_with_unit(
+            "chatgate_cache_weighted",
+            "Weight of the response cache: the serialized bytes it holds",
+            Unit::Bytes,
+            cache_weight.clone(),
+        );
+
+        for result in CACHE_RESULTS {
+            cache_events
+                .get_or_create(&ResultLabel { result })
+                .inc_by(0);
+        }
+        for scope in RATE_LIMIT_SCOPES {
+            rate_limited.get_or_create(&Scope { scope }).inc_by(0);
+        }
+        for result in ["ok", "rejected"] {
+            config_reloads
+                .get_or_create(&ResultLabel { result })
+                .inc_by(0);
+        }
+
+        Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_requests,
+            upstream_duration,
+            cache_events,
+            rate_limited,
+            circuit_state,
+            config_reloads,
+            config_last_reload,
+            cache_weight,
+        }
+    }
+
+    /// One API request on `route` answered with `status` after `elapsed`:
+    /// counts it and observes its duration.
+    pub fn request(&self, route: &'static str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RouteStatus { route, status })
+            .inc();
+        self.request_duration
+            .get_or_create(&Route { route })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One vendor call (one attempt) to `provider` ended with `outcome` after
+    /// `elapsed`: counts it and observes its duration.
+    pub fn upstream(&self, provider: &str, outcome: UpstreamOutcome, elapsed: Duration) {
+        self.upstream_requests
+            .get_or_create(&ProviderStatus {
+                provider: provider.to_owned(),
+                status: OutcomeLabel(outcome),
+            })
+            .inc();
+        self.upstream_duration
+            .get_or_create(&Provider {
+                provider: provider.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One cache lookup with `result`: `hit`, `miss`, `stale` or `bypass`.
+    pub fn cache(&self, result: &'static str) {
+        self.cache_events
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// One request refused or paused by the limit of `scope`: `client`,
+    /// `provider`, `auth_ip` or `upstream`.
+    pub fn rate_limited(&self, scope: &'static str) {
+        self.rate_limited.get_or_create(&Scope { scope }).inc();
+    }
+
+    /// `provider`'s circuit is now in `state`, as
+    /// [`CircuitState::as_gauge`](crate::circuit::CircuitState::as_gauge) gives it.
+    pub fn circuit_state(&self, provider: &str, state: i64) {
+        self.circuit_state
+            .get_or_create(&Provider {
+                provider: provider.to_owned(),
+            })
+            .set(state);
+    }
+
+    /// A configuration reload was applied (`ok`) or rejected.
+    pub fn config_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "rejected" };
+        self.config_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// The running configuration was loaded at `unix_secs`: call at startup and
+    /// after every successful reload.
+    pub fn config_loaded(&self, unix_secs: f64) {
+        self.config_last_reload.set(unix_secs);
+    }
+
+    /// The response cache now weighs `bytes`.
+    pub fn cache_weight(&self, bytes: u64) {
+        self.cache_weight.set(bytes);
+    }
+
+    /// The OpenMetrics text exposition of every metric, to be served with
+    /// [`CONTENT_TYPE`].
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect(
+            "writing to a String cannot fail, and every metric here is a text-encodable \
+             counter, gauge or classic histogram",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn assert_line(rendered: &str, line: &str) {
+        assert!(
+            rendered.lines().any(|l| l == line),
+            "missing line {line:?} in:\n{rendered}"
+        );
+    }
+
+    #[test]
+    fn request_counts_by_route_and_status_and_observes_duration() {
+        let m = Metrics::new();
+        // Durations exact in binary, so the sum prints exactly.
+        m.request("list", 200, ms(250));
+        m.request("list", 200, ms(500));
+        m.request("list", 400, ms(2_000));
+        m.request("bots", 200, ms(1));
+        let out = m.render();
+        for line in [
+            r#"chatgate_requests_total{route="list",status="200"} 2"#,
+            r#"chatgate_requests_total{route="list",status="400"} 1"#,
+            r#"chatgate_requests_total{route="bots",status="200"} 1"#,
+            r#"chatgate_request_duration_seconds_count{route="list"} 3"#,
+            r#"chatgate_request_duration_seconds_sum{route="list"} 2.75"#,
+            r#"chatgate_request_duration_seconds_bucket{le="0.1",route="list"} 0"#,
+            // Upper bounds are inclusive.
+            r#"chatgate_request_duration_seconds_bucket{le="0.25",route="list"} 1"#,
+            r#"chatgate_request_duration_seconds_bucket{le="0.5",route="list"} 2"#,
+            r#"chatgate_request_duration_seconds_bucket{le="1.0",route="list"} 2"#,
+            r#"chatgate_request_duration_seconds_bucket{le="2.5",route="list"} 3"#,
+            r#"chatgate_request_duration_seconds_bucket{le="+Inf",route="list"} 3"#,
+            r#"chatgate_request_duration_seconds_bucket{le="0.0005",route="bots"} 0"#,
+            r#"chatgate_request_duration_seconds_bucket{le="0.001",route="bots"} 1"#,
+            r#"chatgate_request_duration_seconds_bucket{le="30.0",route="bots"} 1"#,
+            "# TYPE chatgate_request_duration_seconds histogram",
+            "# UNIT chatgate_request_duration_seconds seconds",
+        ] {
+            assert_line(&out, line);
+        }
+    }
+
+    #[test]
+    fn upstream_status_is_the_code_or_timeout_or_error() {
+        let m = Metrics::new();
+        m.upstream("chatbase", UpstreamOutcome::Status(200), ms(500));
+        m.upstream("chatbase", UpstreamOutcome::Status(503), ms(500));
+        m.upstream("chatbase", UpstreamOutcome::Timeout, ms(10_000));
+        m.upstream("chatling", UpstreamOutcome::Error, ms(5));
+        let out = m.render();
+        for line in [
+            r#"chatgate_upstream_requests_total{provider="chatbase",status="200"} 1"#,
+            r#"chatgate_upstream_requests_total{provider="chatbase",status="503"} 1"#,
+            r#"chatgate_upstream_requests_total{provider="chatbase",status="timeout"} 1"#,
+            r#"chatgate_upstream_requests_total{provider="chatling",status="error"} 1"#,
+            r#"chatgate_upstream_duration_seconds_count{provider="chatbase"} 3"#,
+            r#"chatgate_upstream_duration_seconds_sum{provider="chatbase"} 11.0"#,
+            r#"chatgate_upstream_duration_seconds_bucket{le="10.0",provider="chatbase"} 3"#,
+            r#"chatgate_upstream_duration_seconds_bucket{le="5.0",provider="chatbase"} 2"#,
+            r#"chatgate_upstream_duration_seconds_count{provider="chatling"} 1"#,
+        ] {
+            assert_line(&out, line);
+        }
+    }
+
+    #[test]
+    fn cache_limits_circuit_and_config_render_their_samples() {
+        let m = Metrics::new();
+        m.cache("hit");
+        m.cache("hit");
+        m.cache("stale");
+        m.rate_limited("client");
+        m.rate_limited("upstream");
+        m.circuit_state("chatzuri", 1);
+        m.circuit_state("chatbase", 2);
+        m.circuit_state("chatbase", 0);
+        m.config_reload(true);
+        m.config_reload(false);
+        m.config_reload(true);
+        m.config_loaded(1_700_000_000.5);
+        m.cache_weight(12_345);
+        let out = m.render();
+        for line in [
+            r#"chatgate_cache_events_total{result="hit"} 2"#,
+            r#"chatgate_cache_events_total{result="stale"} 1"#,
+            r#"chatgate_cache_events_total{result="miss"} 0"#,
+            r#"chatgate_cache_events_total{result="bypass"} 0"#,
+            r#"chatgate_rate_limited_total{scope="client"} 1"#,
+            r#"chatgate_rate_limited_total{scope="upstream"} 1"#,
+            r#"chatgate_rate_limited_total{scope="provider"} 0"#,
+            r#"chatgate_rate_limited_total{scope="auth_ip"} 0"#,
+            r#"chatgate_circuit_state{provider="chatzuri"} 1"#,
+            r#"chatgate_circuit_state{provider="chatbase"} 0"#,
+            r#"chatgate_config_reloads_total{result="ok"} 2"#,
+            r#"chatgate_config_reloads_total{result="rejected"} 1"#,
+            "chatgate_config_last_reload_timestamp_seconds 1700000000.5",
+            "chatgate_cache_weighted_bytes 12345",
+        ] {
+            assert_line(&out, line);
+        }
+    }
+
+    #[test]
+    fn every_metric_has_help_and_type_and_the_exposition_ends_with_eof() {
+        let m = Metrics::new();
+        // A labelled family renders nothing, not even HELP, until it has a series.
+        m.request("list", 200, ms(1));
+        m.upstream("chatbase", UpstreamOutcome::Status(200), ms(1));
+        m.circuit_state("chatbase", 0);
+        let out = m.render();
+        for (name, kind) in [
+            ("chatgate_requests", "counter"),
+            ("chatgate_request_duration_seconds", "histogram"),
+            ("chatgate_upstream_requests", "counter"),
+            ("chatgate_upstream_duration_seconds", "histogram"),
+            ("chatgate_cache_events", "counter"),
+            ("chatgate_rate_limited", "counter"),
+            ("chatgate_circuit_state", "gauge"),
+            ("chatgate_config_reloads", "counter"),
+            ("chatgate_config_last_reload_timestamp_seconds", "gauge"),
+            ("chatgate_cache_weighted_bytes", "gauge"),
+        ] {
+            assert!(
+                out.lines()
+                    .any(|l| l.starts_with(&format!("# HELP {name} "))),
+                "no HELP for {name} in:\n{out}"
+            );
+            assert_line(&out, &format!("# TYPE {name} {kind}"));
+        }
+        assert!(out.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn metrics_can_be_shared_by_all_workers() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Metrics>();
+    }
+
+    #[test]
+    fn concurrent_recording_from_many_threads_gives_exact_totals() {
+        let m = Arc::new(Metrics::new());
+        let threads = 8;
+        let per_thread = 1_000;
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || {
+                    let provider = if i % 2 == 0 { "chatbase" } else { "chatling" };
+                    for _ in 0..per_thread {
+                        m.request("list", 200, ms(1));
+                        m.upstream(provider, UpstreamOutcome::Status(200), ms(1));
+                        m.cache("miss");
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let out = m.render();
+        for line in [
+            r#"chatgate_requests_total{route="list",status="200"} 8000"#,
+            r#"chatgate_request_duration_seconds_count{route="list"} 8000"#,
+            r#"chatgate_request_duration_seconds_bucket{le="0.001",route="list"} 8000"#,
+            r#"chatgate_upstream_requests_total{provider="chatbase",status="200"} 4000"#,
+            r#"chatgate_upstream_requests_total{provider="chatling",status="200"} 4000"#,
+            r#"chatgate_cache_events_total{result="miss"} 8000"#,
+        ] {
+            assert_line(&out, line);
+        }
+    }
+}
