@@ -61,10 +61,14 @@ chatbot_id = "{chatling_bot}"
 [clients.demo]
 key = "{DEMO_KEY}"
 bots = ["*"]
+requests_per_minute = 600
+burst = 20
 
 [clients.support-only]
 key = "{SCOPED_KEY}"
 bots = ["support"]
+requests_per_minute = 60
+burst = 5
 "#,
         chatbase = emu.base_url(Vendor::Chatbase),
         chatzuri = emu.base_url(Vendor::Chatzuri),

@@ -15,6 +15,7 @@ use chatgate_providers::{
 use serde::Serialize;
 
 use crate::config::{BotConfig, Config, ProviderConfig};
+use crate::limits::ProviderGuard;
 use crate::server::error::{ApiError, UpstreamFailure};
 use crate::upstream::Upstream;
 
@@ -24,6 +25,8 @@ pub struct ProviderRuntime {
     pub config: Arc<ProviderConfig>,
     /// Its adapter.
     pub adapter: Box<dyn Adapter>,
+    /// Holds calls to the vendor's quota across every caller.
+    guard: ProviderGuard,
     /// The vendor's own page size, once seen (0 = not yet), so later requests can
     /// jump straight to the right vendor page.
     vendor_page_size: AtomicU32,
@@ -33,6 +36,7 @@ impl ProviderRuntime {
     fn new(config: Arc<ProviderConfig>) -> Self {
         Self {
             adapter: adapter(config.kind, &config.adapter),
+            guard: ProviderGuard::new(config.max_requests_per_second),
             config,
             vendor_page_size: AtomicU32::new(0),
         }
@@ -187,6 +191,15 @@ impl Gateway {
                 match step {
                     Step::Done(value) => return Ok(value),
                     Step::Send(request) => {
+                        // Wait for the vendor quota, but never past this call's own
+                        // timeout or the request's deadline.
+                        let budget = deadline
+                            .saturating_sub(started.elapsed())
+                            .min(provider.config.timeout);
+                        if let Err(wait) = provider.guard.acquire(budget).await {
+                            tracing::warn!(provider = %provider.config.name, wait_ms = wait.as_millis() as u64, "vendor quota guard full");
+                            return Err(ApiError::upstream(kind, UpstreamFailure::Throttled(wait)));
+                        }
                         stats.calls += 1;
                         let outcome = upstream
                             .execute(&provider.config, &request, request_id)

@@ -6,10 +6,13 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod cache;
+pub mod circuit;
 pub mod config;
 pub mod demo;
 pub mod emulator;
 pub mod gateway;
 pub mod limits;
+pub mod metrics;
 pub mod server;
 pub mod upstream;

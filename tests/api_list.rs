@@ -100,9 +100,16 @@ async fn chatling_page_size_is_learned_from_the_vendor_and_relearned_when_it_cha
     assert_eq!(ids(&body), expected[10..20]);
     let first_calls = h.calls(Vendor::Chatling);
     assert_eq!(first_calls, 3);
-    // Now known: the same window needs only its two vendor pages.
+    // Now known: the same window needs only its two vendor pages (the cache is
+    // skipped, or it would need none).
     let body = h
-        .get("/api/v1/get-conversations?chatbotId=helpdesk&page=2&size=10")
+        .request(
+            awc::http::Method::GET,
+            "/api/v1/get-conversations?chatbotId=helpdesk&page=2&size=10",
+            Some(chatgate::demo::DEMO_KEY),
+            &[("Cache-Control", "no-cache")],
+            None,
+        )
         .await
         .ok();
     assert_eq!(ids(&body), expected[10..20]);

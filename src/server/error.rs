@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::upstream::TransportError;
 
 /// What went wrong with a request, before it is tied to a request id.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// A missing or ill-typed parameter, an unknown source, a bad JSON body.
     #[error("{0}")]
@@ -41,6 +41,9 @@ pub enum ApiError {
     /// A request body over the limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// This client's quota is spent (or this IP failed authentication too often).
+    #[error("rate limit exceeded; retry in {} s", whole_seconds(*.0))]
+    RateLimited(Duration),
     /// A vendor call failed.
     #[error("{provider}: {failure}")]
     Upstream {
@@ -55,7 +58,7 @@ pub enum ApiError {
 }
 
 /// How a vendor call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamFailure {
     /// The vendor answered, and the adapter classified the answer.
     #[error(transparent)]
@@ -66,6 +69,9 @@ pub enum UpstreamFailure {
     /// The whole request ran out of time across several vendor calls.
     #[error("the request did not complete within {0:?}")]
     Deadline(Duration),
+    /// The gateway's own guard of the vendor's quota had no slot in time.
+    #[error("the gateway is holding calls to this vendor to its quota; retry in {} s", whole_seconds(*.0))]
+    Throttled(Duration),
 }
 
 impl ApiError {
@@ -89,6 +95,7 @@ impl ApiError {
             Self::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             Self::Upstream { failure, .. } => match failure {
                 UpstreamFailure::Vendor(e) => match e {
@@ -106,6 +113,9 @@ impl ApiError {
                 UpstreamFailure::Transport(TransportError::Timeout(_))
                 | UpstreamFailure::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
                 UpstreamFailure::Transport(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+                UpstreamFailure::Throttled(_) => {
+                    (StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited")
+                }
             },
         }
     }
@@ -142,9 +152,32 @@ impl ApiError {
         }
     }
 
+    /// Whether a stale cached answer may stand in for this failure (SPEC §5): the
+    /// vendor failing or refusing load, not the vendor answering "no".
+    pub fn may_serve_stale(&self) -> bool {
+        use ProviderError as P;
+        match self {
+            Self::Upstream { failure, .. } => match failure {
+                UpstreamFailure::Vendor(e) => matches!(
+                    e,
+                    P::Upstream { .. } | P::RateLimited { .. } | P::InvalidBody { .. }
+                ),
+                UpstreamFailure::Transport(_)
+                | UpstreamFailure::Deadline(_)
+                | UpstreamFailure::Throttled(_) => true,
+            },
+            _ => false,
+        }
+    }
+
     /// `Retry-After` in whole seconds (≥ 1), for 429s.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
+            Self::RateLimited(wait)
+            | Self::Upstream {
+                failure: UpstreamFailure::Throttled(wait),
+                ..
+            } => Some(whole_seconds(*wait)),
             Self::Upstream {
                 failure: UpstreamFailure::Vendor(ProviderError::RateLimited { retry_after }),
                 ..

@@ -14,8 +14,10 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::{middleware, web, App, HttpServer};
 
+use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::limits::{AuthFailures, ClientLimits};
 use crate::upstream::{tls_config, Upstream};
 
 /// The content type of every API response.
@@ -24,10 +26,19 @@ pub const JSON: &str = "application/json; charset=utf-8";
 /// How long a stopping server waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// How often idle rate-limit state is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
+
 /// State shared by every worker.
 pub struct AppState {
     /// The configuration and per-provider runtime.
     pub gateway: Arc<Gateway>,
+    /// Response bodies.
+    pub cache: ResponseCache,
+    /// Each client's request rate.
+    pub client_limits: ClientLimits,
+    /// Failed authentications per remote IP.
+    pub auth_failures: Arc<AuthFailures>,
 }
 
 /// A started gateway.
@@ -36,6 +47,7 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     handle: ServerHandle,
     task: actix_rt::task::JoinHandle<io::Result<()>>,
+    pruner: actix_rt::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -47,12 +59,15 @@ impl RunningServer {
     /// Stops gracefully: no new connections, in-flight requests finish.
     pub async fn stop(self) {
         self.handle.stop(true).await;
+        self.pruner.abort();
         let _ = self.task.await;
     }
 
     /// Waits until the server stops (on SIGINT/SIGTERM when `signals` was set).
     pub async fn wait(self) -> io::Result<()> {
-        self.task.await.map_err(io::Error::other)?
+        let result = self.task.await.map_err(io::Error::other)?;
+        self.pruner.abort();
+        result
     }
 }
 
@@ -62,7 +77,11 @@ impl RunningServer {
 pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
     let bind = config.server.bind;
     let workers = config.server.workers;
+    let auth_failures = Arc::new(AuthFailures::new(&config.server.auth_failures));
     let state = web::Data::new(AppState {
+        cache: ResponseCache::new(&config.cache),
+        client_limits: ClientLimits::new(&config.clients),
+        auth_failures: auth_failures.clone(),
         gateway: Arc::new(Gateway::new(config)),
     });
     let tls = tls_config();
@@ -90,8 +109,19 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
     let server = server.run();
     let handle = server.handle();
     let task = actix_rt::spawn(server);
+    let pruner = actix_rt::spawn(async move {
+        loop {
+            tokio::time::sleep(PRUNE_EVERY).await;
+            auth_failures.prune();
+        }
+    });
     // The accept loop starts when the spawned server is first polled: yield once
     // so a caller that goes on to block its thread finds it answering.
     actix_rt::task::yield_now().await;
-    Ok(RunningServer { addr, handle, task })
+    Ok(RunningServer {
+        addr,
+        handle,
+        task,
+        pruner,
+    })
 }

@@ -14,6 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest};
 
 use crate::gateway::UpstreamStats;
+use crate::limits::RateInfo;
 
 /// The request id header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -54,6 +55,19 @@ pub fn record(req: &HttpRequest, f: impl FnOnce(&mut LogFields)) {
     }
 }
 
+/// `RateLimit-*` on every authenticated response, whatever path answered, so a
+/// client sees the same numbers on a hit, a miss and an error.
+fn rate_limit_headers(headers: &mut actix_web::http::header::HeaderMap, rate: &RateInfo) {
+    let reset = rate.reset.as_secs() + u64::from(rate.reset.subsec_nanos() > 0);
+    for (name, value) in [
+        ("ratelimit-limit", u64::from(rate.limit)),
+        ("ratelimit-remaining", u64::from(rate.remaining)),
+        ("ratelimit-reset", reset),
+    ] {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+    }
+}
+
 fn sane(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id
@@ -80,6 +94,10 @@ pub async fn middleware(
     let mut res = next.call(req).await?;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    let rate = res.request().extensions().get::<RateInfo>().copied();
+    if let Some(rate) = rate {
+        rate_limit_headers(res.headers_mut(), &rate);
     }
     let fields = res
         .request()

@@ -3,7 +3,7 @@
 //! Errors are tied to the request id once, in [`fail`].
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Serialize;
 
@@ -12,8 +12,9 @@ use super::error::{ApiError, Failure};
 use super::params::{self, ListParams};
 use super::request_log::{record, request_id};
 use super::{AppState, JSON};
+use crate::cache::{CacheKey, CacheStatus, Cached};
 use crate::config::{BotConfig, ClientConfig};
-use crate::gateway::{Listed, UpstreamStats};
+use crate::gateway::UpstreamStats;
 use crate::upstream::Upstream;
 
 /// Largest request body accepted by `POST /api/v1/get-conversations`.
@@ -84,11 +85,14 @@ async fn list(
     params: ListParams,
 ) -> Result<HttpResponse, ApiError> {
     let bot = resolve_bot(req, state, client, &params.bot)?;
+    let provider = state.gateway.provider_for(bot)?;
+    let key = CacheKey::list(bot, &provider.config, &params.query);
+    let rid = request_id(req);
     let mut stats = UpstreamStats::default();
-    let result = state
+    let fetch = state
         .gateway
-        .list(upstream, bot, &params.query, &request_id(req), &mut stats)
-        .await;
+        .list(upstream, bot, &params.query, &rid, &mut stats);
+    let result = state.cache.get_or_fetch(key, skips_cache(req), fetch).await;
     record(req, |f| f.upstream = stats);
     result.map(success)
 }
@@ -105,17 +109,21 @@ async fn get_conversation(
     let conversation_id = path.into_inner();
     check_conversation_id(&conversation_id).map_err(fail(&req))?;
     let bot = resolve_bot(&req, &state, &client, &params.bot).map_err(fail(&req))?;
+    let provider = state.gateway.provider_for(bot).map_err(fail(&req))?;
+    let key = CacheKey::get(bot, &provider.config, &conversation_id, params.include_raw);
+    let rid = request_id(&req);
     let mut stats = UpstreamStats::default();
+    let fetch = state.gateway.get(
+        &upstream,
+        bot,
+        &conversation_id,
+        params.include_raw,
+        &rid,
+        &mut stats,
+    );
     let result = state
-        .gateway
-        .get(
-            &upstream,
-            bot,
-            &conversation_id,
-            params.include_raw,
-            &request_id(&req),
-            &mut stats,
-        )
+        .cache
+        .get_or_fetch(key, skips_cache(&req), fetch)
         .await;
     record(&req, |f| f.upstream = stats);
     result.map(success).map_err(fail(&req))
@@ -165,10 +173,40 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Failure> {
     )))
 }
 
+/// Authenticates and counts the request against the client's quota (cache hits
+/// included). An IP over its failed-authentication allowance is refused before any
+/// key comparison; only a presented-but-wrong key counts as a failure.
 fn auth(req: &HttpRequest, state: &AppState) -> Result<std::sync::Arc<ClientConfig>, ApiError> {
-    let client = authenticate(req, &state.gateway.config.clients)?;
+    let ip = req.peer_addr().map(|a| a.ip());
+    if let Some(wait) = ip.and_then(|ip| state.auth_failures.blocked(ip)) {
+        return Err(ApiError::RateLimited(wait));
+    }
+    let client = match authenticate(req, &state.gateway.config.clients) {
+        Ok(client) => client,
+        Err(e) => {
+            if let (Some(ip), true) = (ip, req.headers().contains_key(header::AUTHORIZATION)) {
+                state.auth_failures.record_failure(ip);
+            }
+            return Err(e);
+        }
+    };
     record(req, |f| f.client = Some(client.name.clone()));
+    if let Some(rate) = state.client_limits.check(&client.name) {
+        req.extensions_mut().insert(rate);
+        if let Some(wait) = rate.retry_after {
+            return Err(ApiError::RateLimited(wait));
+        }
+    }
     Ok(client)
+}
+
+/// `Cache-Control: no-cache` asks for a fresh answer (which is still stored).
+fn skips_cache(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::CACHE_CONTROL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
 }
 
 /// The bot must exist (404) and be in the client's scope (403).
@@ -237,11 +275,12 @@ async fn read_body(
     Ok(body)
 }
 
-fn success(listed: Listed) -> HttpResponse {
+fn success((cached, status): (std::sync::Arc<Cached>, CacheStatus)) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(JSON)
-        .insert_header(("X-Provider", listed.provider.as_str()))
-        .body(listed.body)
+        .insert_header(("X-Provider", cached.provider.as_str()))
+        .insert_header(("X-Cache", status.as_str()))
+        .body(cached.body.clone())
 }
 
 fn json<T: Serialize>(value: &T) -> HttpResponse {

@@ -82,9 +82,16 @@ impl Resp {
 }
 
 impl Harness {
-    /// The demo config against a fresh emulator.
+    /// The demo config against a fresh emulator, with client quotas raised so
+    /// tests that page through whole data sets are not about rate limits.
     pub async fn start() -> Self {
         Self::start_with(|toml| toml).await
+    }
+
+    /// The demo config exactly as `chatgate demo` runs it (real client quotas).
+    pub async fn start_as_demo(edit: impl FnOnce(String) -> String) -> Self {
+        let state = EmulatorState::new(emulator::DEFAULT_SEED);
+        Self::start_raw(state, edit).await
     }
 
     /// The demo config, edited by `edit`, against a fresh emulator.
@@ -95,6 +102,10 @@ impl Harness {
 
     /// Like [`start_with`] on a given emulator state.
     pub async fn start_on(state: Arc<EmulatorState>, edit: impl FnOnce(String) -> String) -> Self {
+        Self::start_raw(state, |toml| edit(unlimited(toml))).await
+    }
+
+    async fn start_raw(state: Arc<EmulatorState>, edit: impl FnOnce(String) -> String) -> Self {
         let emu = emulator::start(ANY_ADDR.parse().unwrap(), state, 1)
             .await
             .unwrap();
@@ -186,6 +197,28 @@ impl Harness {
         self.gateway.stop().await;
         self.emu.stop().await;
     }
+}
+
+/// Raises the demo clients' quotas and the vendor guards far beyond what any
+/// test sends, for tests that are not about rate limits.
+pub fn unlimited(toml: String) -> String {
+    let mut toml = toml
+        .replace(
+            "requests_per_minute = 600\nburst = 20",
+            "requests_per_minute = 1000000\nburst = 100000",
+        )
+        .replace(
+            "requests_per_minute = 60\nburst = 5",
+            "requests_per_minute = 1000000\nburst = 100000",
+        );
+    for provider in ["chatbase", "chatzuri", "chatzuri-legacy", "chatling"] {
+        let table = format!("[providers.{provider}]\n");
+        toml = toml.replace(
+            &table,
+            &format!("{table}max_requests_per_second = 100000\n"),
+        );
+    }
+    toml
 }
 
 /// The ids of a list response's conversations, in order.
