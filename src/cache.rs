@@ -33,10 +33,11 @@ const ENTRY_OVERHEAD: usize = 256;
 pub struct CacheKey {
     /// The bot's name (it is in the body as `chatbot_id`).
     bot: String,
-    /// The provider's table name and kind, so a remapped bot never gets its old
-    /// vendor's body.
+    /// The provider's table name, kind and URL, so a remapped bot never gets its
+    /// old vendor's body.
     provider: String,
     kind: ProviderKind,
+    base_url: String,
     /// The vendor's chatbot id.
     chatbot_id: String,
     /// The operation and its normalized parameters.
@@ -73,6 +74,7 @@ impl CacheKey {
             bot: bot.name.clone(),
             provider: provider.name.clone(),
             kind: provider.kind,
+            base_url: provider.base_url.clone(),
             chatbot_id: bot.chatbot_id.clone(),
             op,
         }
@@ -83,7 +85,7 @@ impl CacheKey {
             CacheOp::List(_) => std::mem::size_of::<ListQuery>(),
             CacheOp::Get { id, .. } => id.len(),
         };
-        self.bot.len() + self.provider.len() + self.chatbot_id.len() + op
+        self.bot.len() + self.provider.len() + self.base_url.len() + self.chatbot_id.len() + op
     }
 }
 
@@ -111,6 +113,16 @@ pub enum CacheStatus {
 }
 
 impl CacheStatus {
+    /// The `chatgate_cache_events_total{result}` label.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Stale => "stale",
+            Self::Bypass => "bypass",
+        }
+    }
+
     /// The header value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -253,6 +265,10 @@ mod tests {
             max_body_bytes: 1,
             adapter: AdapterOptions::default(),
             max_requests_per_second: std::num::NonZeroU32::MIN,
+            max_retries: 0,
+            max_retry_wait: Duration::ZERO,
+            circuit_failure_threshold: std::num::NonZeroU32::MIN,
+            circuit_cooldown: Duration::from_secs(1),
         }
     }
 

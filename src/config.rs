@@ -94,6 +94,8 @@ struct RawServer {
     auth_failures_per_minute: u32,
     /// Failed authentications allowed in a burst per remote IP. Default 20.
     auth_failure_burst: u32,
+    /// A separate address for `/metrics` (then the main address does not serve it).
+    metrics_bind: Option<String>,
 }
 
 impl Default for RawServer {
@@ -104,6 +106,7 @@ impl Default for RawServer {
             request_timeout_ms: 30_000,
             auth_failures_per_minute: 60,
             auth_failure_burst: 20,
+            metrics_bind: None,
         }
     }
 }
@@ -168,6 +171,32 @@ struct RawProvider {
     /// else 10.
     #[serde(default)]
     max_requests_per_second: Option<u32>,
+    /// Retries of one vendor call (connect errors, 429, 502, 503, 504). Default 2.
+    #[serde(default = "default_max_retries")]
+    max_retries: u32,
+    /// Longest `Retry-After` (or 429 pause) a request waits out before retrying,
+    /// ms; longer ones are answered with 429 at once. Default 5000.
+    #[serde(default = "default_max_retry_wait_ms")]
+    max_retry_wait_ms: u64,
+    /// Consecutive failed calls that open the circuit. Default 5.
+    #[serde(default = "default_circuit_failure_threshold")]
+    circuit_failure_threshold: u32,
+    /// Seconds an open circuit waits before one probe. Default 30.
+    #[serde(default = "default_circuit_cooldown_secs")]
+    circuit_cooldown_secs: u64,
+}
+
+fn default_max_retries() -> u32 {
+    2
+}
+fn default_max_retry_wait_ms() -> u64 {
+    5_000
+}
+fn default_circuit_failure_threshold() -> u32 {
+    5
+}
+fn default_circuit_cooldown_secs() -> u64 {
+    30
 }
 
 fn default_timeout_ms() -> u64 {
@@ -250,7 +279,7 @@ pub struct Config {
 }
 
 /// `[server]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// Listen address.
     pub bind: SocketAddr,
@@ -260,6 +289,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Failed authentications per remote IP.
     pub auth_failures: Rate,
+    /// Where `/metrics` is served alone, if not on `bind`.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// A GCRA rate: a sustained count per period, plus a burst.
@@ -274,7 +305,7 @@ pub struct Rate {
 }
 
 /// `[cache]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheConfig {
     /// Whether to cache.
     pub enabled: bool,
@@ -306,6 +337,14 @@ pub struct ProviderConfig {
     pub adapter: AdapterOptions,
     /// Calls per second to the vendor, shared by every caller.
     pub max_requests_per_second: NonZeroU32,
+    /// Retries of one vendor call.
+    pub max_retries: u32,
+    /// Longest wait for a `Retry-After` or pause before retrying.
+    pub max_retry_wait: Duration,
+    /// Consecutive failures that open the circuit.
+    pub circuit_failure_threshold: NonZeroU32,
+    /// Open → half-open after this.
+    pub circuit_cooldown: Duration,
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -320,6 +359,10 @@ impl fmt::Debug for ProviderConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("adapter", &self.adapter)
             .field("max_requests_per_second", &self.max_requests_per_second)
+            .field("max_retries", &self.max_retries)
+            .field("max_retry_wait", &self.max_retry_wait)
+            .field("circuit_failure_threshold", &self.circuit_failure_threshold)
+            .field("circuit_cooldown", &self.circuit_cooldown)
             .finish()
     }
 }
@@ -612,7 +655,21 @@ fn validate_server(raw: &RawServer, p: &mut impl FnMut(&str, String)) -> Option<
         raw.auth_failure_burst,
         p,
     );
+    let metrics_bind = match &raw.metrics_bind {
+        None => Some(None),
+        Some(addr) => match addr.parse::<SocketAddr>() {
+            Ok(a) => Some(Some(a)),
+            Err(_) => {
+                p(
+                    "server.metrics_bind",
+                    format!("{addr:?} is not an IP:port address"),
+                );
+                None
+            }
+        },
+    };
     Some(ServerConfig {
+        metrics_bind: metrics_bind?,
         bind: bind.ok()?,
         workers: raw.workers,
         request_timeout: Duration::from_millis(raw.request_timeout_ms),
@@ -736,6 +793,25 @@ fn validate_provider(
             );
         }
     }
+    let threshold = NonZeroU32::new(rp.circuit_failure_threshold);
+    if threshold.is_none() {
+        p(
+            &format!("{key}.circuit_failure_threshold"),
+            "must be greater than 0".to_owned(),
+        );
+    }
+    if rp.circuit_cooldown_secs == 0 || rp.circuit_cooldown_secs > 86_400 {
+        p(
+            &format!("{key}.circuit_cooldown_secs"),
+            "must be from 1 to 86400".to_owned(),
+        );
+    }
+    if rp.max_retries > 10 {
+        p(
+            &format!("{key}.max_retries"),
+            "must be at most 10".to_owned(),
+        );
+    }
     let max_scan_pages = NonZeroU32::new(rp.max_scan_pages);
     if max_scan_pages.is_none() {
         p(
@@ -785,6 +861,10 @@ fn validate_provider(
             max_scan_pages: max_scan_pages?,
         },
         max_requests_per_second: max_rps?,
+        max_retries: rp.max_retries,
+        max_retry_wait: Duration::from_millis(rp.max_retry_wait_ms),
+        circuit_failure_threshold: threshold?,
+        circuit_cooldown: Duration::from_secs(rp.circuit_cooldown_secs),
     })
 }
 

@@ -49,20 +49,25 @@ pub struct RateInfo {
 
 /// One limiter per configured client.
 pub struct ClientLimits {
-    by_name: HashMap<String, Direct>,
+    by_name: HashMap<String, (Rate, Arc<Direct>)>,
 }
 
 impl ClientLimits {
-    /// Limiters for `clients`.
-    pub fn new(clients: &[Arc<ClientConfig>]) -> Self {
+    /// Limiters for `clients`. With `previous` (a reload), a client whose rate
+    /// did not change keeps its bucket, so a reload is no way around a quota.
+    pub fn new(clients: &[Arc<ClientConfig>], previous: Option<&ClientLimits>) -> Self {
         Self {
             by_name: clients
                 .iter()
                 .map(|c| {
-                    (
-                        c.name.clone(),
-                        RateLimiter::direct(quota(&c.rate)).with_middleware(),
-                    )
+                    let kept = previous
+                        .and_then(|p| p.by_name.get(&c.name))
+                        .filter(|(rate, _)| *rate == c.rate)
+                        .map(|(_, limiter)| limiter.clone());
+                    let limiter = kept.unwrap_or_else(|| {
+                        Arc::new(RateLimiter::direct(quota(&c.rate)).with_middleware())
+                    });
+                    (c.name.clone(), (c.rate, limiter))
                 })
                 .collect(),
         }
@@ -71,7 +76,7 @@ impl ClientLimits {
     /// Counts one request of `client` and reports the bucket's state. `None` for
     /// a client without a limiter (none exists after validation).
     pub fn check(&self, client: &str) -> Option<RateInfo> {
-        let limiter = self.by_name.get(client)?;
+        let (_, limiter) = self.by_name.get(client)?;
         let clock = limiter.clock();
         Some(match limiter.check() {
             Ok(snapshot) => {
@@ -200,12 +205,15 @@ mod tests {
 
     #[test]
     fn client_headers_count_down_then_refuse_with_a_real_wait() {
-        let limits = ClientLimits::new(&[Arc::new(ClientConfig {
-            name: "c".into(),
-            key_sha256: [0; 32],
-            bots: crate::config::BotScope::All,
-            rate: rate(60, 60, 3),
-        })]);
+        let limits = ClientLimits::new(
+            &[Arc::new(ClientConfig {
+                name: "c".into(),
+                key_sha256: [0; 32],
+                bots: crate::config::BotScope::All,
+                rate: rate(60, 60, 3),
+            })],
+            None,
+        );
         let infos: Vec<RateInfo> = (0..4).map(|_| limits.check("c").unwrap()).collect();
         assert_eq!(
             infos.iter().map(|i| i.remaining).collect::<Vec<_>>(),

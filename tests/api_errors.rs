@@ -247,7 +247,7 @@ async fn broken_vendor_bodies_are_502_never_a_panic() {
     let h = Harness::start_with(|t| {
         t.replace(
             "[providers.chatling]",
-            "[providers.chatling]\nmax_body_bytes = 65536",
+            "[providers.chatling]\nmax_body_bytes = 65536\ncircuit_failure_threshold = 100",
         )
     })
     .await;

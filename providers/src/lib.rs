@@ -58,6 +58,10 @@ pub trait Operation<T>: Send {
     fn start(&mut self) -> Result<Step<T>, ProviderError>;
 
     /// Consumes one answer to the last request sent.
+    ///
+    /// A retryable error ([`ProviderError::is_retryable`]) leaves the operation
+    /// as it was, so the server may send the same request again and feed the new
+    /// answer here.
     fn on_response(&mut self, response: UpstreamResponse) -> Result<Step<T>, ProviderError>;
 }
 

@@ -69,6 +69,12 @@ pub enum UpstreamFailure {
     /// The whole request ran out of time across several vendor calls.
     #[error("the request did not complete within {0:?}")]
     Deadline(Duration),
+    /// The vendor said 429 and its window has not passed; no call was made.
+    #[error("the vendor asked the gateway to slow down; retry in {} s", whole_seconds(*.0))]
+    Paused(Duration),
+    /// The circuit breaker is open after repeated vendor failures.
+    #[error("the vendor has been failing; calls resume in {} s", whole_seconds(*.0))]
+    CircuitOpen(Duration),
     /// The gateway's own guard of the vendor's quota had no slot in time.
     #[error("the gateway is holding calls to this vendor to its quota; retry in {} s", whole_seconds(*.0))]
     Throttled(Duration),
@@ -113,8 +119,11 @@ impl ApiError {
                 UpstreamFailure::Transport(TransportError::Timeout(_))
                 | UpstreamFailure::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
                 UpstreamFailure::Transport(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
-                UpstreamFailure::Throttled(_) => {
+                UpstreamFailure::Throttled(_) | UpstreamFailure::Paused(_) => {
                     (StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited")
+                }
+                UpstreamFailure::CircuitOpen(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
                 }
             },
         }
@@ -164,7 +173,9 @@ impl ApiError {
                 ),
                 UpstreamFailure::Transport(_)
                 | UpstreamFailure::Deadline(_)
-                | UpstreamFailure::Throttled(_) => true,
+                | UpstreamFailure::Throttled(_)
+                | UpstreamFailure::Paused(_)
+                | UpstreamFailure::CircuitOpen(_) => true,
             },
             _ => false,
         }
@@ -175,7 +186,10 @@ impl ApiError {
         match self {
             Self::RateLimited(wait)
             | Self::Upstream {
-                failure: UpstreamFailure::Throttled(wait),
+                failure:
+                    UpstreamFailure::Throttled(wait)
+                    | UpstreamFailure::Paused(wait)
+                    | UpstreamFailure::CircuitOpen(wait),
                 ..
             } => Some(whole_seconds(*wait)),
             Self::Upstream {

@@ -1,4 +1,4 @@
-//! The actix-web server: app state, routes, middleware, start/stop.
+//! The actix-web server: app state, routes, middleware, start/stop, hot reload.
 
 pub mod auth;
 pub mod error;
@@ -8,16 +8,19 @@ pub mod routes;
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{middleware, web, App, HttpServer};
+use arc_swap::ArcSwap;
 
 use crate::cache::ResponseCache;
-use crate::config::Config;
+use crate::config::{self, Config, ConfigError};
 use crate::gateway::Gateway;
 use crate::limits::{AuthFailures, ClientLimits};
+use crate::metrics::Metrics;
 use crate::upstream::{tls_config, Upstream};
 
 /// The content type of every API response.
@@ -29,65 +32,153 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How often idle rate-limit state is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
 
-/// State shared by every worker.
-pub struct AppState {
+/// What a config reload replaces as one unit: a request loads it once and runs
+/// to its end on it, whatever reloads happen meanwhile.
+pub struct Runtime {
     /// The configuration and per-provider runtime.
-    pub gateway: Arc<Gateway>,
-    /// Response bodies.
-    pub cache: ResponseCache,
+    pub gateway: Gateway,
     /// Each client's request rate.
     pub client_limits: ClientLimits,
+}
+
+/// State shared by every worker.
+pub struct AppState {
+    runtime: ArcSwap<Runtime>,
+    /// Response bodies (kept across reloads: keys name provider and vendor id,
+    /// so a remapped bot never meets its old vendor's body).
+    pub cache: ResponseCache,
     /// Failed authentications per remote IP.
     pub auth_failures: Arc<AuthFailures>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Whether `/metrics` is served on the main address.
+    pub metrics_on_main: bool,
+    /// Where the config was read from, for reloads (`None` for inline configs).
+    config_path: Option<PathBuf>,
+}
+
+impl AppState {
+    /// The runtime to serve one request with.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Re-reads the config file and swaps it in when valid; an invalid one is
+    /// rejected and the current one keeps serving.
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let Some(path) = &self.config_path else {
+            return Err(ConfigError {
+                problems: vec!["this server was not started from a config file".to_owned()],
+            });
+        };
+        let result = config::load(path).map(|c| self.apply(c));
+        self.metrics.config_reload(result.is_ok());
+        match &result {
+            Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
+            Err(e) => tracing::error!(
+                config = %path.display(), problems = %e.problems.join("; "),
+                "configuration rejected; the previous one keeps serving"
+            ),
+        }
+        result
+    }
+
+    /// Swaps in a validated config, keeping live state of unchanged providers and
+    /// clients.
+    pub fn apply(&self, config: Config) {
+        let current = self.runtime();
+        let old = &current.gateway.config;
+        if old.server != config.server || old.cache != config.cache {
+            tracing::warn!("[server] and [cache] changes take effect only after a restart");
+        }
+        let client_limits = ClientLimits::new(&config.clients, Some(&current.client_limits));
+        let gateway = Gateway::new(config, self.metrics.clone(), Some(&current.gateway));
+        self.runtime.store(Arc::new(Runtime {
+            gateway,
+            client_limits,
+        }));
+        self.metrics.config_loaded(unix_now());
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 /// A started gateway.
 pub struct RunningServer {
     /// The address it listens on (the real port when bound to port 0).
     pub addr: SocketAddr,
-    handle: ServerHandle,
+    /// Where `/metrics` is served when `server.metrics_bind` is set.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The shared state (reload, metrics).
+    pub state: web::Data<AppState>,
+    handles: Vec<ServerHandle>,
     task: actix_rt::task::JoinHandle<io::Result<()>>,
-    pruner: actix_rt::task::JoinHandle<()>,
+    background: Vec<actix_rt::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
-    /// A handle to stop the server.
+    /// A handle to stop the API server.
     pub fn handle(&self) -> ServerHandle {
-        self.handle.clone()
+        self.handles[0].clone()
     }
 
     /// Stops gracefully: no new connections, in-flight requests finish.
     pub async fn stop(self) {
-        self.handle.stop(true).await;
-        self.pruner.abort();
+        for handle in &self.handles {
+            handle.stop(true).await;
+        }
+        for task in &self.background {
+            task.abort();
+        }
         let _ = self.task.await;
     }
 
-    /// Waits until the server stops (on SIGINT/SIGTERM when `signals` was set).
+    /// Waits until the API server stops (on SIGINT/SIGTERM when `signals` was set).
     pub async fn wait(self) -> io::Result<()> {
         let result = self.task.await.map_err(io::Error::other)?;
-        self.pruner.abort();
+        for handle in &self.handles[1..] {
+            handle.stop(true).await;
+        }
+        for task in &self.background {
+            task.abort();
+        }
         result
     }
 }
 
 /// Binds the configured address and starts serving on the current actix system.
-/// `signals`: whether SIGINT/SIGTERM stop it gracefully (the CLI) or not (tests
-/// that run several servers in one process).
+/// `signals`: whether SIGINT/SIGTERM stop it gracefully and SIGHUP reloads the
+/// config (the CLI), or not (tests that run several servers in one process).
 pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
     let bind = config.server.bind;
     let workers = config.server.workers;
+    let metrics_bind = config.server.metrics_bind;
+    let metrics = Arc::new(Metrics::new());
     let auth_failures = Arc::new(AuthFailures::new(&config.server.auth_failures));
+    let config_path = config.path.is_file().then(|| config.path.clone());
     let state = web::Data::new(AppState {
         cache: ResponseCache::new(&config.cache),
-        client_limits: ClientLimits::new(&config.clients),
         auth_failures: auth_failures.clone(),
-        gateway: Arc::new(Gateway::new(config)),
+        metrics: metrics.clone(),
+        metrics_on_main: metrics_bind.is_none(),
+        config_path,
+        runtime: ArcSwap::from_pointee(Runtime {
+            client_limits: ClientLimits::new(&config.clients, None),
+            gateway: Gateway::new(config, metrics.clone(), None),
+        }),
     });
+    metrics.config_loaded(unix_now());
+
     let tls = tls_config();
+    let app_state = state.clone();
     let mut server = HttpServer::new(move || {
         App::new()
-            .app_data(state.clone())
+            .app_data(app_state.clone())
             .app_data(web::Data::new(Upstream::new(tls.clone())))
             .wrap(middleware::from_fn(request_log::middleware))
             .configure(routes::configure)
@@ -101,27 +192,75 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
         server = server.disable_signals();
     }
     let server = server.bind(bind)?;
-    let addr = server
-        .addrs()
-        .first()
-        .copied()
-        .ok_or_else(|| io::Error::other("the server bound no address"))?;
+    let addr = first_addr(server.addrs())?;
     let server = server.run();
-    let handle = server.handle();
+    let mut handles = vec![server.handle()];
     let task = actix_rt::spawn(server);
-    let pruner = actix_rt::spawn(async move {
+
+    let mut metrics_addr = None;
+    if let Some(mbind) = metrics_bind {
+        let metrics_state = state.clone();
+        let msrv = HttpServer::new(move || {
+            App::new()
+                .app_data(metrics_state.clone())
+                .route("/metrics", web::get().to(routes::metrics))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(mbind)?;
+        metrics_addr = Some(first_addr(msrv.addrs())?);
+        let msrv = msrv.run();
+        handles.push(msrv.handle());
+        actix_rt::spawn(msrv);
+    }
+
+    let mut background = vec![actix_rt::spawn(async move {
         loop {
             tokio::time::sleep(PRUNE_EVERY).await;
             auth_failures.prune();
         }
-    });
+    })];
+    if signals {
+        background.push(spawn_reload_on_sighup(state.clone()));
+    }
     // The accept loop starts when the spawned server is first polled: yield once
     // so a caller that goes on to block its thread finds it answering.
     actix_rt::task::yield_now().await;
     Ok(RunningServer {
         addr,
-        handle,
+        metrics_addr,
+        state,
+        handles,
         task,
-        pruner,
+        background,
     })
+}
+
+fn first_addr(addrs: Vec<SocketAddr>) -> io::Result<SocketAddr> {
+    addrs
+        .first()
+        .copied()
+        .ok_or_else(|| io::Error::other("the server bound no address"))
+}
+
+/// SIGHUP re-reads the config (SPEC §8).
+#[cfg(unix)]
+fn spawn_reload_on_sighup(state: web::Data<AppState>) -> actix_rt::task::JoinHandle<()> {
+    actix_rt::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; hot reload is off");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            let _ = state.reload();
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn spawn_reload_on_sighup(_: web::Data<AppState>) -> actix_rt::task::JoinHandle<()> {
+    actix_rt::spawn(async {})
 }

@@ -34,6 +34,8 @@ pub struct LogFields {
     pub provider: Option<String>,
     /// Vendor calls made.
     pub upstream: UpstreamStats,
+    /// How the cache answered (`X-Cache`).
+    pub cache: Option<&'static str>,
 }
 
 /// The current request's id (set by [`middleware`] before any handler runs).
@@ -65,6 +67,19 @@ fn rate_limit_headers(headers: &mut actix_web::http::header::HeaderMap, rate: &R
         ("ratelimit-reset", reset),
     ] {
         headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+    }
+}
+
+/// The `route` label: a fixed set, so unknown paths cannot grow the metrics.
+fn route_name(pattern: Option<&str>) -> &'static str {
+    match pattern {
+        Some("/api/v1/get-conversations") => "list",
+        Some("/api/v1/conversations/{conversation_id}") => "detail",
+        Some("/api/v1/bots") => "bots",
+        Some("/healthz") => "healthz",
+        Some("/readyz") => "readyz",
+        Some("/metrics") => "metrics",
+        _ => "other",
     }
 }
 
@@ -106,6 +121,13 @@ pub async fn middleware(
         .cloned()
         .unwrap_or_default();
     let status = res.status().as_u16();
+    let route = route_name(res.request().match_pattern().as_deref());
+    if let Some(state) = res
+        .request()
+        .app_data::<actix_web::web::Data<super::AppState>>()
+    {
+        state.metrics.request(route, status, started.elapsed());
+    }
     let error = res.response().error().map(|e| e.to_string());
     tracing::info!(
         request_id = %id,
@@ -115,6 +137,7 @@ pub async fn middleware(
         client = fields.client.as_deref(),
         bot = fields.bot.as_deref(),
         provider = fields.provider.as_deref(),
+        cache = fields.cache,
         upstream_calls = fields.upstream.calls,
         upstream_ms = fields.upstream.latency.as_secs_f64() * 1000.0,
         total_ms = started.elapsed().as_secs_f64() * 1000.0,

@@ -11,7 +11,7 @@ use super::auth::authenticate;
 use super::error::{ApiError, Failure};
 use super::params::{self, ListParams};
 use super::request_log::{record, request_id};
-use super::{AppState, JSON};
+use super::{AppState, Runtime, JSON};
 use crate::cache::{CacheKey, CacheStatus, Cached};
 use crate::config::{BotConfig, ClientConfig};
 use crate::gateway::UpstreamStats;
@@ -39,7 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed)),
     )
     .service(web::resource("/healthz").route(web::get().to(healthz)))
-    .service(web::resource("/readyz").route(web::get().to(readyz)));
+    .service(web::resource("/readyz").route(web::get().to(readyz)))
+    .service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
 fn fail(req: &HttpRequest) -> impl Fn(ApiError) -> Failure + '_ {
@@ -55,9 +56,10 @@ async fn list_get(
     state: web::Data<AppState>,
     upstream: web::Data<Upstream>,
 ) -> Result<HttpResponse, Failure> {
-    let client = auth(&req, &state).map_err(fail(&req))?;
+    let rt = state.runtime();
+    let client = auth(&req, &state, &rt).map_err(fail(&req))?;
     let params = params::list_from_query(req.query_string()).map_err(fail(&req))?;
-    list(&req, &state, &upstream, &client, params)
+    list(&req, &state, &rt, &upstream, &client, params)
         .await
         .map_err(fail(&req))
 }
@@ -69,10 +71,11 @@ async fn list_post(
     state: web::Data<AppState>,
     upstream: web::Data<Upstream>,
 ) -> Result<HttpResponse, Failure> {
-    let client = auth(&req, &state).map_err(fail(&req))?;
+    let rt = state.runtime();
+    let client = auth(&req, &state, &rt).map_err(fail(&req))?;
     let body = read_body(&req, payload).await.map_err(fail(&req))?;
     let params = params::list_from_json(&body, req.query_string()).map_err(fail(&req))?;
-    list(&req, &state, &upstream, &client, params)
+    list(&req, &state, &rt, &upstream, &client, params)
         .await
         .map_err(fail(&req))
 }
@@ -80,21 +83,22 @@ async fn list_post(
 async fn list(
     req: &HttpRequest,
     state: &AppState,
+    rt: &Runtime,
     upstream: &Upstream,
     client: &ClientConfig,
     params: ListParams,
 ) -> Result<HttpResponse, ApiError> {
-    let bot = resolve_bot(req, state, client, &params.bot)?;
-    let provider = state.gateway.provider_for(bot)?;
+    let bot = resolve_bot(req, rt, client, &params.bot)?;
+    let provider = rt.gateway.provider_for(bot)?;
     let key = CacheKey::list(bot, &provider.config, &params.query);
     let rid = request_id(req);
     let mut stats = UpstreamStats::default();
-    let fetch = state
+    let fetch = rt
         .gateway
         .list(upstream, bot, &params.query, &rid, &mut stats);
     let result = state.cache.get_or_fetch(key, skips_cache(req), fetch).await;
     record(req, |f| f.upstream = stats);
-    result.map(success)
+    result.map(|answer| success(req, state, answer))
 }
 
 /// `GET /api/v1/conversations/{id}?chatbotId=<bot>`.
@@ -104,16 +108,17 @@ async fn get_conversation(
     state: web::Data<AppState>,
     upstream: web::Data<Upstream>,
 ) -> Result<HttpResponse, Failure> {
-    let client = auth(&req, &state).map_err(fail(&req))?;
+    let rt = state.runtime();
+    let client = auth(&req, &state, &rt).map_err(fail(&req))?;
     let params = params::detail_from_query(req.query_string()).map_err(fail(&req))?;
     let conversation_id = path.into_inner();
     check_conversation_id(&conversation_id).map_err(fail(&req))?;
-    let bot = resolve_bot(&req, &state, &client, &params.bot).map_err(fail(&req))?;
-    let provider = state.gateway.provider_for(bot).map_err(fail(&req))?;
+    let bot = resolve_bot(&req, &rt, &client, &params.bot).map_err(fail(&req))?;
+    let provider = rt.gateway.provider_for(bot).map_err(fail(&req))?;
     let key = CacheKey::get(bot, &provider.config, &conversation_id, params.include_raw);
     let rid = request_id(&req);
     let mut stats = UpstreamStats::default();
-    let fetch = state.gateway.get(
+    let fetch = rt.gateway.get(
         &upstream,
         bot,
         &conversation_id,
@@ -126,7 +131,9 @@ async fn get_conversation(
         .get_or_fetch(key, skips_cache(&req), fetch)
         .await;
     record(&req, |f| f.upstream = stats);
-    result.map(success).map_err(fail(&req))
+    result
+        .map(|answer| success(&req, &state, answer))
+        .map_err(fail(&req))
 }
 
 #[derive(Serialize)]
@@ -137,8 +144,9 @@ struct BotEntry<'a> {
 
 /// `GET /api/v1/bots`: the bots this key may read.
 async fn list_bots(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Failure> {
-    let client = auth(&req, &state).map_err(fail(&req))?;
-    let config = &state.gateway.config;
+    let rt = state.runtime();
+    let client = auth(&req, &state, &rt).map_err(fail(&req))?;
+    let config = &rt.gateway.config;
     let data: Vec<BotEntry<'_>> = config
         .bots
         .values()
@@ -162,6 +170,23 @@ async fn readyz() -> HttpResponse {
     json(&serde_json::json!({ "status": "ready" }))
 }
 
+/// `GET /metrics`: Prometheus metrics (OpenMetrics text).
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Failure> {
+    if !state.metrics_on_main && req.app_data::<web::Data<Upstream>>().is_some() {
+        // Served on `server.metrics_bind` instead.
+        return Err(fail(&req)(ApiError::NoRoute(req.path().to_owned())));
+    }
+    state
+        .metrics
+        .cache_weight(state.cache.weighted_size().await);
+    Ok(HttpResponse::Ok()
+        .content_type(crate::metrics::CONTENT_TYPE)
+        .body(state.metrics.render()))
+}
+
 /// Unknown paths answer in the same JSON shape as everything else.
 pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, Failure> {
     Err(fail(&req)(ApiError::NoRoute(req.path().to_owned())))
@@ -176,12 +201,17 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Failure> {
 /// Authenticates and counts the request against the client's quota (cache hits
 /// included). An IP over its failed-authentication allowance is refused before any
 /// key comparison; only a presented-but-wrong key counts as a failure.
-fn auth(req: &HttpRequest, state: &AppState) -> Result<std::sync::Arc<ClientConfig>, ApiError> {
+fn auth(
+    req: &HttpRequest,
+    state: &AppState,
+    rt: &Runtime,
+) -> Result<std::sync::Arc<ClientConfig>, ApiError> {
     let ip = req.peer_addr().map(|a| a.ip());
     if let Some(wait) = ip.and_then(|ip| state.auth_failures.blocked(ip)) {
+        state.metrics.rate_limited("auth_ip");
         return Err(ApiError::RateLimited(wait));
     }
-    let client = match authenticate(req, &state.gateway.config.clients) {
+    let client = match authenticate(req, &rt.gateway.config.clients) {
         Ok(client) => client,
         Err(e) => {
             if let (Some(ip), true) = (ip, req.headers().contains_key(header::AUTHORIZATION)) {
@@ -191,9 +221,10 @@ fn auth(req: &HttpRequest, state: &AppState) -> Result<std::sync::Arc<ClientConf
         }
     };
     record(req, |f| f.client = Some(client.name.clone()));
-    if let Some(rate) = state.client_limits.check(&client.name) {
+    if let Some(rate) = rt.client_limits.check(&client.name) {
         req.extensions_mut().insert(rate);
         if let Some(wait) = rate.retry_after {
+            state.metrics.rate_limited("client");
             return Err(ApiError::RateLimited(wait));
         }
     }
@@ -212,11 +243,11 @@ fn skips_cache(req: &HttpRequest) -> bool {
 /// The bot must exist (404) and be in the client's scope (403).
 fn resolve_bot<'a>(
     req: &HttpRequest,
-    state: &'a AppState,
+    rt: &'a Runtime,
     client: &ClientConfig,
     name: &str,
 ) -> Result<&'a BotConfig, ApiError> {
-    let config = &state.gateway.config;
+    let config = &rt.gateway.config;
     let bot = config
         .bots
         .get(name)
@@ -275,7 +306,13 @@ async fn read_body(
     Ok(body)
 }
 
-fn success((cached, status): (std::sync::Arc<Cached>, CacheStatus)) -> HttpResponse {
+fn success(
+    req: &HttpRequest,
+    state: &AppState,
+    (cached, status): (std::sync::Arc<Cached>, CacheStatus),
+) -> HttpResponse {
+    state.metrics.cache(status.metric_label());
+    record(req, |f| f.cache = Some(status.as_str()));
     HttpResponse::Ok()
         .content_type(JSON)
         .insert_header(("X-Provider", cached.provider.as_str()))
