@@ -13,10 +13,11 @@
 //! authorization is checked before the cache is consulted.
 
 use std::future::Future;
+use std::hash::Hash;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chatgate_providers::{ListQuery, ProviderKind};
 use moka::future::Cache;
 
@@ -24,22 +25,52 @@ use crate::config::{BotConfig, CacheConfig, ProviderConfig};
 use crate::gateway::Listed;
 use crate::server::error::ApiError;
 
-/// Bytes counted per entry on top of its body and key, for moka's own
+/// Bytes counted per entry on top of its value and key, for moka's own
 /// bookkeeping, so `max_bytes` tracks memory rather than payload alone.
 const ENTRY_OVERHEAD: usize = 256;
+
+/// An approximate size in bytes, for the weight bound.
+pub trait Weigh {
+    /// Roughly how many bytes this holds.
+    fn weigh(&self) -> usize;
+}
+
+/// One backend of a bot, as far as cached data is concerned: the provider's
+/// name, kind and URL and the vendor's chatbot id, so a remapped bot never gets
+/// its old vendor's data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendId {
+    provider: String,
+    kind: ProviderKind,
+    base_url: String,
+    chatbot_id: String,
+}
+
+impl BackendId {
+    /// The identity of `chatbot_id` at `provider`.
+    pub fn new(provider: &ProviderConfig, chatbot_id: &str) -> Self {
+        Self {
+            provider: provider.name.clone(),
+            kind: provider.kind,
+            base_url: provider.base_url.clone(),
+            chatbot_id: chatbot_id.to_owned(),
+        }
+    }
+}
+
+impl Weigh for BackendId {
+    fn weigh(&self) -> usize {
+        self.provider.len() + self.base_url.len() + self.chatbot_id.len() + 16
+    }
+}
 
 /// What a cached answer is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     /// The bot's name (it is in the body as `chatbot_id`).
     bot: String,
-    /// The provider's table name, kind and URL, so a remapped bot never gets its
-    /// old vendor's body.
-    provider: String,
-    kind: ProviderKind,
-    base_url: String,
-    /// The vendor's chatbot id.
-    chatbot_id: String,
+    /// Where its history lives, in config order.
+    backends: Vec<BackendId>,
     /// The operation and its normalized parameters.
     op: CacheOp,
 }
@@ -53,63 +84,69 @@ enum CacheOp {
 
 impl CacheKey {
     /// The key of a list page.
-    pub fn list(bot: &BotConfig, provider: &ProviderConfig, query: &ListQuery) -> Self {
-        Self::new(bot, provider, CacheOp::List(query.clone()))
+    pub fn list(bot: &BotConfig, backends: Vec<BackendId>, query: &ListQuery) -> Self {
+        Self::new(bot, backends, CacheOp::List(query.clone()))
     }
 
     /// The key of one conversation.
-    pub fn get(bot: &BotConfig, provider: &ProviderConfig, id: &str, include_raw: bool) -> Self {
-        Self::new(
-            bot,
-            provider,
-            CacheOp::Get {
-                id: id.to_owned(),
-                include_raw,
-            },
-        )
+    pub fn get(bot: &BotConfig, backends: Vec<BackendId>, id: &str, include_raw: bool) -> Self {
+        let op = CacheOp::Get {
+            id: id.to_owned(),
+            include_raw,
+        };
+        Self::new(bot, backends, op)
     }
 
-    fn new(bot: &BotConfig, provider: &ProviderConfig, op: CacheOp) -> Self {
+    fn new(bot: &BotConfig, backends: Vec<BackendId>, op: CacheOp) -> Self {
         Self {
             bot: bot.name.clone(),
-            provider: provider.name.clone(),
-            kind: provider.kind,
-            base_url: provider.base_url.clone(),
-            chatbot_id: bot.chatbot_id.clone(),
+            backends,
             op,
         }
     }
+}
 
-    fn weight(&self) -> usize {
+impl Weigh for CacheKey {
+    fn weigh(&self) -> usize {
         let op = match &self.op {
             CacheOp::List(_) => std::mem::size_of::<ListQuery>(),
             CacheOp::Get { id, .. } => id.len(),
         };
-        self.bot.len() + self.provider.len() + self.base_url.len() + self.chatbot_id.len() + op
+        self.bot.len() + self.backends.iter().map(Weigh::weigh).sum::<usize>() + op
     }
 }
 
-/// A stored answer.
+impl Weigh for Listed {
+    fn weigh(&self) -> usize {
+        self.body.len() + self.provider.len()
+    }
+}
+
+/// A stored value and when it was stored.
 #[derive(Debug)]
-pub struct Cached {
-    /// The serialized response body, served as is.
-    pub body: Bytes,
-    /// Which vendor produced it (`X-Provider`).
-    pub provider: ProviderKind,
+pub struct Stored<V> {
+    value: V,
     stored: Instant,
 }
 
+impl<V> Deref for Stored<V> {
+    type Target = V;
+    fn deref(&self) -> &V {
+        &self.value
+    }
+}
+
 /// How a request was answered, for `X-Cache`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CacheStatus {
     /// Fresh from the cache.
     Hit,
     /// From the vendor, now stored.
     Miss,
-    /// From the cache after expiry, because the vendor failed.
-    Stale,
     /// The caller asked to skip the cache (`Cache-Control: no-cache`), or it is off.
     Bypass,
+    /// From the cache after expiry, because the vendor failed.
+    Stale,
 }
 
 impl CacheStatus {
@@ -134,27 +171,35 @@ impl CacheStatus {
     }
 }
 
-/// The cache, or its absence when `cache.enabled = false`.
-pub struct ResponseCache {
-    inner: Option<Inner>,
+/// A cache with request coalescing and stale-if-error, or its absence when
+/// `cache.enabled = false`.
+pub struct SwrCache<K, V> {
+    inner: Option<Inner<K, V>>,
 }
 
-struct Inner {
-    entries: Cache<Arc<CacheKey>, Arc<Cached>>,
-    inflight: Cache<Arc<CacheKey>, Arc<Cached>>,
+struct Inner<K, V> {
+    entries: Cache<Arc<K>, Arc<Stored<V>>>,
+    inflight: Cache<Arc<K>, Arc<Stored<V>>>,
     ttl: Duration,
 }
 
-impl ResponseCache {
-    /// Builds the cache `config` describes.
-    pub fn new(config: &CacheConfig) -> Self {
+/// Serialized response bodies.
+pub type ResponseCache = SwrCache<CacheKey, Listed>;
+
+impl<K, V> SwrCache<K, V>
+where
+    K: Hash + Eq + Weigh + Send + Sync + 'static,
+    V: Weigh + Send + Sync + 'static,
+{
+    /// A cache with `config`'s lifetimes, bounded to `max_bytes` of weight.
+    pub fn new(config: &CacheConfig, max_bytes: u64) -> Self {
         if !config.enabled {
             return Self { inner: None };
         }
         let entries = Cache::builder()
-            .max_capacity(config.max_bytes)
-            .weigher(|k: &Arc<CacheKey>, v: &Arc<Cached>| {
-                let weight = v.body.len() + k.weight() + ENTRY_OVERHEAD;
+            .max_capacity(max_bytes)
+            .weigher(|k: &Arc<K>, v: &Arc<Stored<V>>| {
+                let weight = v.value.weigh() + k.weigh() + ENTRY_OVERHEAD;
                 u32::try_from(weight).unwrap_or(u32::MAX)
             })
             .time_to_live(config.ttl + config.stale_if_error)
@@ -179,16 +224,16 @@ impl ResponseCache {
     /// `bypass` skips the read but still stores.
     pub async fn get_or_fetch<F>(
         &self,
-        key: CacheKey,
+        key: K,
         bypass: bool,
         fetch: F,
-    ) -> Result<(Arc<Cached>, CacheStatus), ApiError>
+    ) -> Result<(Arc<Stored<V>>, CacheStatus), ApiError>
     where
-        F: Future<Output = Result<Listed, ApiError>>,
+        F: Future<Output = Result<V, ApiError>>,
     {
         let Some(inner) = &self.inner else {
-            let listed = fetch.await?;
-            return Ok((Arc::new(Cached::from(listed)), CacheStatus::Bypass));
+            let value = fetch.await?;
+            return Ok((Arc::new(Stored::now(value)), CacheStatus::Bypass));
         };
         let key = Arc::new(key);
         let existing = inner.entries.get(&key).await;
@@ -202,7 +247,7 @@ impl ResponseCache {
         let fetched = inner
             .inflight
             .try_get_with(key.clone(), async {
-                fetch.await.map(|l| Arc::new(Cached::from(l)))
+                fetch.await.map(|v| Arc::new(Stored::now(v)))
             })
             .await;
         inner.inflight.invalidate(&key).await;
@@ -238,11 +283,10 @@ impl ResponseCache {
     }
 }
 
-impl From<Listed> for Cached {
-    fn from(listed: Listed) -> Self {
+impl<V> Stored<V> {
+    fn now(value: V) -> Self {
         Self {
-            body: listed.body,
-            provider: listed.provider,
+            value,
             stored: Instant::now(),
         }
     }
@@ -251,6 +295,7 @@ impl From<Listed> for Cached {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use chatgate_providers::{AdapterOptions, PageNumber};
     use secrecy::SecretString;
 
@@ -275,20 +320,23 @@ mod tests {
     fn bot() -> BotConfig {
         BotConfig {
             name: "b".into(),
-            provider: "p".into(),
-            chatbot_id: "c".into(),
+            backends: vec![crate::config::Backend {
+                provider: "p".into(),
+                chatbot_id: "c".into(),
+            }],
         }
     }
 
     #[actix_rt::test]
     async fn total_weight_stays_within_max_bytes_whatever_is_inserted() {
         let max_bytes = 64 * 1024;
-        let cache = ResponseCache::new(&CacheConfig {
+        let config = CacheConfig {
             enabled: true,
             ttl: Duration::from_secs(60),
             stale_if_error: Duration::from_secs(60),
             max_bytes,
-        });
+        };
+        let cache = ResponseCache::new(&config, max_bytes);
         let body = Bytes::from(vec![b'x'; 3000]);
         for page in 1..=500 {
             let query = ListQuery {
@@ -297,10 +345,12 @@ mod tests {
             };
             let listed = Listed {
                 body: body.clone(),
-                provider: ProviderKind::Chatbase,
+                provider: "chatbase".to_owned(),
+                stale: false,
             };
+            let backends = vec![BackendId::new(&provider(), "c")];
             let (_, status) = cache
-                .get_or_fetch(CacheKey::list(&bot(), &provider(), &query), false, async {
+                .get_or_fetch(CacheKey::list(&bot(), backends, &query), false, async {
                     Ok(listed)
                 })
                 .await

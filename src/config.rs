@@ -212,13 +212,32 @@ fn default_max_scan_pages() -> u32 {
     AdapterOptions::DEFAULT_MAX_SCAN_PAGES.get()
 }
 
-/// `[bots.<name>]`.
+/// `[bots.<name>]`: one backend (`provider` + `chatbot_id`), or several as
+/// `[[bots.<name>.backends]]` for a bot read from two vendors during a migration.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBot {
     /// A `[providers.*]` table name.
-    provider: String,
+    #[serde(default)]
+    provider: Option<String>,
     /// The vendor's chatbot id (text; a number is read as its digits).
+    #[serde(
+        default,
+        deserialize_with = "chatgate_providers::wire::lenient_opt_string"
+    )]
+    chatbot_id: Option<String>,
+    /// Several backends, merged newest first, in this order on equal times.
+    #[serde(default)]
+    backends: Option<Vec<RawBackend>>,
+}
+
+/// `[[bots.<name>.backends]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    /// A `[providers.*]` table name.
+    provider: String,
+    /// The vendor's chatbot id.
     #[serde(deserialize_with = "lenient_string")]
     chatbot_id: String,
 }
@@ -372,9 +391,17 @@ impl fmt::Debug for ProviderConfig {
 pub struct BotConfig {
     /// The name callers use.
     pub name: String,
-    /// The `[providers.*]` table it lives in.
+    /// Where its history lives: one backend, or several (dual-read) in config
+    /// order, which breaks ties between equal timestamps. Never empty.
+    pub backends: Vec<Backend>,
+}
+
+/// One place a bot's history lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Backend {
+    /// The `[providers.*]` table.
     pub provider: String,
-    /// The vendor's id for it.
+    /// The vendor's id for the bot.
     pub chatbot_id: String,
 }
 
@@ -502,25 +529,72 @@ fn from_figment(figment: &Figment, path: &Path) -> Result<Config, ConfigError> {
                     .to_owned(),
             );
         }
-        if !raw.providers.contains_key(&rb.provider) {
-            p(
-                &format!("{key}.provider"),
-                format!(
-                    "names provider `{}`, which is not defined (defined: {})",
-                    rb.provider,
-                    list(raw.providers.keys())
-                ),
-            );
-        }
-        if rb.chatbot_id.trim().is_empty() {
-            p(&format!("{key}.chatbot_id"), "must not be empty".to_owned());
+        let backends: Vec<(String, Backend)> = match (&rb.provider, &rb.chatbot_id, &rb.backends) {
+            (Some(provider), Some(chatbot_id), None) => vec![(
+                key.clone(),
+                Backend {
+                    provider: provider.clone(),
+                    chatbot_id: chatbot_id.clone(),
+                },
+            )],
+            (None, None, Some(list)) if !list.is_empty() => list
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    (
+                        format!("{key}.backends[{i}]"),
+                        Backend {
+                            provider: b.provider.clone(),
+                            chatbot_id: b.chatbot_id.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            (None, None, Some(_)) => {
+                p(&key, "`backends` must list at least one backend".to_owned());
+                Vec::new()
+            }
+            (_, _, Some(_)) => {
+                p(
+                    &key,
+                    "set either `provider` + `chatbot_id` or `backends`, not both".to_owned(),
+                );
+                Vec::new()
+            }
+            _ => {
+                p(
+                    &key,
+                    "needs `provider` and `chatbot_id` (or a `backends` list)".to_owned(),
+                );
+                Vec::new()
+            }
+        };
+        for (i, (at, b)) in backends.iter().enumerate() {
+            if !raw.providers.contains_key(&b.provider) {
+                p(
+                    &format!("{at}.provider"),
+                    format!(
+                        "names provider `{}`, which is not defined (defined: {})",
+                        b.provider,
+                        list(raw.providers.keys())
+                    ),
+                );
+            }
+            if b.chatbot_id.trim().is_empty() {
+                p(&format!("{at}.chatbot_id"), "must not be empty".to_owned());
+            }
+            if backends[..i].iter().any(|(_, other)| other == b) {
+                p(
+                    at,
+                    "lists the same provider and chatbot_id twice".to_owned(),
+                );
+            }
         }
         bots.insert(
             name.clone(),
             Arc::new(BotConfig {
                 name: name.clone(),
-                provider: rb.provider.clone(),
-                chatbot_id: rb.chatbot_id.clone(),
+                backends: backends.into_iter().map(|(_, b)| b).collect(),
             }),
         );
     }

@@ -16,7 +16,8 @@ pub const SCOPED_KEY: &str = "support-only-key-0123456789";
 
 /// A complete config for the gateway against a running emulator: one bot per
 /// vendor (`support` on Chatbase, `sales` on Chatzuri, `sales-legacy` on Chatzuri's
-/// legacy dialect, `helpdesk` on Chatling) and two clients.
+/// legacy dialect, `helpdesk` on Chatling), `migrating` reading Chatbase and
+/// Chatling together, and two clients.
 pub fn config_toml(emu: &EmulatorServer, bind: SocketAddr) -> String {
     format!(
         r#"
@@ -55,6 +56,15 @@ provider = "chatzuri-legacy"
 chatbot_id = "{chatzuri_bot}"
 
 [bots.helpdesk]
+provider = "chatling"
+chatbot_id = "{chatling_bot}"
+
+# A bot mid-migration from Chatbase to Chatling: both histories, merged.
+[[bots.migrating.backends]]
+provider = "chatbase"
+chatbot_id = "{chatbase_bot}"
+
+[[bots.migrating.backends]]
 provider = "chatling"
 chatbot_id = "{chatling_bot}"
 
@@ -120,7 +130,8 @@ fn instructions(addr: SocketAddr, chatling_id: &str) -> String {
     let auth = format!("-H 'Authorization: Bearer {DEMO_KEY}'");
     format!(
         r#"chatgate demo: emulated Chatbase, Chatzuri and Chatling behind the gateway at {base}
-Bots: support (Chatbase), sales (Chatzuri), sales-legacy (Chatzuri, legacy POST dialect), helpdesk (Chatling)
+Bots: support (Chatbase), sales (Chatzuri), sales-legacy (Chatzuri, legacy POST dialect), helpdesk (Chatling),
+      migrating (Chatbase and Chatling merged, as during a migration)
 
 # The bots this key may read
 curl -s {auth} '{base}/api/v1/bots'; echo
@@ -136,6 +147,9 @@ curl -s {auth} '{base}/api/v1/get-conversations?agentId=sales&page=2&size=3'; ec
 
 # Chatling: a 7-conversation page assembled from the vendor's 5-per-page answers
 curl -s {auth} '{base}/api/v1/get-conversations?chatbotId=helpdesk&page=2&size=7'; echo
+
+# A bot read from two vendors at once: one newest-first stream (X-Provider: chatbase,chatling)
+curl -s -i {auth} '{base}/api/v1/get-conversations?chatbotId=migrating&size=4'; echo
 
 # One Chatling conversation with every message, plus the vendor's original object
 curl -s {auth} '{base}/api/v1/conversations/{chatling_id}?chatbotId=helpdesk&include=raw'; echo

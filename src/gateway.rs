@@ -17,6 +17,7 @@
 //!    with exponential backoff and full jitter, within the request's deadline. A
 //!    timed-out attempt is not retried: it already spent the caller's budget.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,16 +26,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chatgate_providers::{
-    adapter, Adapter, Conversation, ListQuery, Operation, ProviderError, ProviderKind, Step,
+    adapter, Adapter, Conversation, ListQuery, Operation, Page, ProviderError, ProviderKind, Step,
     Target, UpstreamRequest,
 };
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::cache::{BackendId, CacheStatus};
 use crate::circuit::CircuitBreaker;
-use crate::config::{BotConfig, Config, ProviderConfig};
+use crate::config::{Backend, BotConfig, Config, ProviderConfig};
 use crate::limits::ProviderGuard;
+use crate::merge::{self, ChunkCache};
 use crate::metrics::{Metrics, UpstreamOutcome};
 use crate::server::error::{ApiError, UpstreamFailure};
 use crate::upstream::{TransportError, Upstream};
@@ -125,23 +128,46 @@ pub struct Gateway {
     pub config: Arc<Config>,
     providers: BTreeMap<String, Arc<ProviderRuntime>>,
     metrics: Arc<Metrics>,
+    chunks: Arc<ChunkCache>,
 }
 
-/// How the vendor calls of one API request went, for the log line.
-#[derive(Debug, Default, Clone, Copy)]
+/// How the vendor calls of one API request went, for the log line. Shared by
+/// the concurrent chunk reads of a merged bot, hence the cells.
+#[derive(Debug, Default, Clone)]
 pub struct UpstreamStats {
+    calls: Cell<u32>,
+    latency: Cell<Duration>,
+}
+
+impl UpstreamStats {
     /// Vendor calls made, retries included.
-    pub calls: u32,
+    pub fn calls(&self) -> u32 {
+        self.calls.get()
+    }
+
     /// Time spent in them.
-    pub latency: Duration,
+    pub fn latency(&self) -> Duration {
+        self.latency.get()
+    }
+
+    fn call(&self) {
+        self.calls.set(self.calls.get() + 1);
+    }
+
+    fn spent(&self, d: Duration) {
+        self.latency.set(self.latency.get() + d);
+    }
 }
 
 /// A successful answer, already serialized.
 pub struct Listed {
     /// The response body.
     pub body: Bytes,
-    /// Which vendor answered.
-    pub provider: ProviderKind,
+    /// `X-Provider`: the vendor kind, or a merged bot's kinds in config order.
+    pub provider: String,
+    /// Whether part of it came from stale cached data (a merged bot whose
+    /// backend failed), so the answer says `X-Cache: STALE`.
+    pub stale: bool,
 }
 
 #[derive(Serialize)]
@@ -160,7 +186,12 @@ struct OneBody<'a> {
 impl Gateway {
     /// Builds the runtime for a validated config. With `previous` (a reload),
     /// providers whose settings did not change keep their live state.
-    pub fn new(config: Config, metrics: Arc<Metrics>, previous: Option<&Gateway>) -> Self {
+    pub fn new(
+        config: Config,
+        metrics: Arc<Metrics>,
+        chunks: Arc<ChunkCache>,
+        previous: Option<&Gateway>,
+    ) -> Self {
         let providers = config
             .providers
             .iter()
@@ -178,31 +209,119 @@ impl Gateway {
             config: Arc::new(config),
             providers,
             metrics,
+            chunks,
         }
     }
 
-    /// The runtime of a bot's provider. Validation guarantees it exists.
-    pub fn provider_for(&self, bot: &BotConfig) -> Result<&Arc<ProviderRuntime>, ApiError> {
-        self.providers.get(&bot.provider).ok_or_else(|| {
-            tracing::error!(bot = %bot.name, provider = %bot.provider, "bot names a provider the runtime lacks");
+    /// Sets every provider's circuit gauge to its state now (a cooldown passing
+    /// changes the state without any call), for a metrics scrape.
+    pub fn report_circuits(&self) {
+        for runtime in self.providers.values() {
+            runtime.report_circuit(&self.metrics);
+        }
+    }
+
+    /// The chunk cache merged bots read backends through.
+    pub fn chunks(&self) -> &ChunkCache {
+        &self.chunks
+    }
+
+    /// The runtime of a backend's provider. Validation guarantees it exists.
+    pub fn runtime(&self, backend: &Backend) -> Result<&Arc<ProviderRuntime>, ApiError> {
+        self.providers.get(&backend.provider).ok_or_else(|| {
+            tracing::error!(provider = %backend.provider, "a bot names a provider the runtime lacks");
             ApiError::Internal
         })
     }
 
-    /// Lists one page of a bot's conversations.
+    /// The cache identity of a backend.
+    pub fn backend_id(&self, backend: &Backend) -> Result<BackendId, ApiError> {
+        Ok(BackendId::new(
+            &self.runtime(backend)?.config,
+            &backend.chatbot_id,
+        ))
+    }
+
+    /// The cache identities of a bot's backends, in config order.
+    pub fn backend_ids(&self, bot: &BotConfig) -> Result<Vec<BackendId>, ApiError> {
+        bot.backends.iter().map(|b| self.backend_id(b)).collect()
+    }
+
+    /// `X-Provider`: the kinds of the bot's backends, comma-separated, in config
+    /// order.
+    pub fn provider_label(&self, bot: &BotConfig) -> Result<String, ApiError> {
+        let kinds = bot
+            .backends
+            .iter()
+            .map(|b| Ok(self.runtime(b)?.kind().as_str()))
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(kinds.join(","))
+    }
+
+    /// Lists one page of a bot's conversations, serialized.
+    #[allow(clippy::too_many_arguments)]
     pub async fn list(
         &self,
         upstream: &Upstream,
         bot: &BotConfig,
         query: &ListQuery,
         request_id: &str,
-        stats: &mut UpstreamStats,
+        bypass: bool,
+        stats: &UpstreamStats,
     ) -> Result<Listed, ApiError> {
-        let provider = self.provider_for(bot)?;
+        let (page, status) = self
+            .list_page(upstream, bot, query, request_id, bypass, stats)
+            .await?;
+        let body = ListBody {
+            data: &page.conversations,
+            page: query.page.get(),
+            size: query.size.get(),
+            next_page: page.has_more.then(|| query.page.get() + 1),
+        };
+        Ok(Listed {
+            body: to_bytes(&body)?,
+            provider: self.provider_label(bot)?,
+            stale: status == CacheStatus::Stale,
+        })
+    }
+
+    /// Lists one page of a bot's conversations: its one backend's page, or the
+    /// merge of several (see [`crate::merge`]).
+    pub async fn list_page(
+        &self,
+        upstream: &Upstream,
+        bot: &BotConfig,
+        query: &ListQuery,
+        request_id: &str,
+        bypass: bool,
+        stats: &UpstreamStats,
+    ) -> Result<(Page, CacheStatus), ApiError> {
+        match bot.backends.as_slice() {
+            [one] => {
+                let page = self
+                    .backend_page(upstream, &bot.name, one, query, request_id, stats)
+                    .await?;
+                Ok((page, CacheStatus::Miss))
+            }
+            _ => merge::merged_page(self, upstream, bot, query, request_id, bypass, stats).await,
+        }
+    }
+
+    /// One page of one backend.
+    pub async fn backend_page(
+        &self,
+        upstream: &Upstream,
+        bot_name: &str,
+        backend: &Backend,
+        query: &ListQuery,
+        request_id: &str,
+        stats: &UpstreamStats,
+    ) -> Result<Page, ApiError> {
+        let provider = self.runtime(backend)?;
         let hint = NonZeroU32::new(provider.vendor_page_size.load(Ordering::Relaxed));
         let target = Target {
-            bot: &bot.name,
-            chatbot_id: &bot.chatbot_id,
+            bot: bot_name,
+            chatbot_id: &backend.chatbot_id,
         };
         let op = provider.adapter.list(target, query, hint);
         let result = self
@@ -213,19 +332,11 @@ impl Gateway {
                 .vendor_page_size
                 .store(size.get(), Ordering::Relaxed);
         }
-        let body = ListBody {
-            data: &result.page.conversations,
-            page: query.page.get(),
-            size: query.size.get(),
-            next_page: result.page.has_more.then(|| query.page.get() + 1),
-        };
-        Ok(Listed {
-            body: to_bytes(&body)?,
-            provider: provider.kind(),
-        })
+        Ok(result.page)
     }
 
-    /// Reads one conversation with all its messages.
+    /// Reads one conversation with all its messages. A merged bot asks its
+    /// backends in config order (those with a detail endpoint) until one has it.
     pub async fn get(
         &self,
         upstream: &Upstream,
@@ -233,26 +344,39 @@ impl Gateway {
         conversation_id: &str,
         include_raw: bool,
         request_id: &str,
-        stats: &mut UpstreamStats,
+        stats: &UpstreamStats,
     ) -> Result<Listed, ApiError> {
-        let provider = self.provider_for(bot)?;
-        let target = Target {
-            bot: &bot.name,
-            chatbot_id: &bot.chatbot_id,
-        };
-        let op = provider
-            .adapter
-            .get(target, conversation_id, include_raw)
-            .map_err(|e| ApiError::upstream(provider.kind(), e))?;
-        let conversation = self
-            .drive(upstream, provider, op, request_id, stats)
-            .await?;
-        Ok(Listed {
-            body: to_bytes(&OneBody {
-                data: &conversation,
-            })?,
-            provider: provider.kind(),
-        })
+        let mut last_error = None;
+        for backend in &bot.backends {
+            let provider = self.runtime(backend)?;
+            let target = Target {
+                bot: &bot.name,
+                chatbot_id: &backend.chatbot_id,
+            };
+            let op = match provider.adapter.get(target, conversation_id, include_raw) {
+                Ok(op) => op,
+                Err(e) => {
+                    last_error.get_or_insert(ApiError::upstream(provider.kind(), e));
+                    continue;
+                }
+            };
+            match self.drive(upstream, provider, op, request_id, stats).await {
+                Ok(conversation) => {
+                    return Ok(Listed {
+                        body: to_bytes(&OneBody {
+                            data: &conversation,
+                        })?,
+                        provider: provider.kind().as_str().to_owned(),
+                        stale: false,
+                    })
+                }
+                Err(e) if bot.backends.len() > 1 && e.status_and_code().1 == "not_found" => {
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or(ApiError::Internal))
     }
 
     /// Runs an operation to completion, within the request's overall deadline.
@@ -262,7 +386,7 @@ impl Gateway {
         provider: &ProviderRuntime,
         mut op: Box<dyn Operation<T>>,
         request_id: &str,
-        stats: &mut UpstreamStats,
+        stats: &UpstreamStats,
     ) -> Result<T, ApiError> {
         let kind = provider.kind();
         let budget = self.config.server.request_timeout;
@@ -306,7 +430,7 @@ impl Gateway {
         request: &UpstreamRequest,
         request_id: &str,
         deadline: Instant,
-        stats: &mut UpstreamStats,
+        stats: &UpstreamStats,
     ) -> Result<Step<T>, ApiError> {
         let kind = provider.kind();
         let name = provider.config.name.as_str();
@@ -347,7 +471,7 @@ impl Gateway {
                 }
             };
             // 4. the call
-            stats.calls += 1;
+            stats.call();
             let outcome = upstream
                 .execute(&provider.config, request, request_id)
                 .await;
@@ -373,7 +497,7 @@ impl Gateway {
                     return Err(fail(e.into()));
                 }
                 Ok((response, latency)) => {
-                    stats.latency += latency;
+                    stats.spent(latency);
                     let status = response.status;
                     self.metrics
                         .upstream(name, UpstreamOutcome::Status(status), latency);

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod emulator;
 pub mod gateway;
 pub mod limits;
+pub mod merge;
 pub mod metrics;
 pub mod server;
 pub mod upstream;

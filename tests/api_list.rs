@@ -456,6 +456,7 @@ async fn bots_endpoint_lists_what_the_key_may_read() {
         all,
         serde_json::json!({"data": [
             {"name": "helpdesk", "provider": "chatling"},
+            {"name": "migrating", "provider": "chatbase,chatling"},
             {"name": "sales", "provider": "chatzuri"},
             {"name": "sales-legacy", "provider": "chatzuri"},
             {"name": "support", "provider": "chatbase"},

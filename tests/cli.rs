@@ -282,8 +282,8 @@ fn demo_prints_curl_commands_that_work_as_printed() {
             break;
         }
     }
-    assert_eq!(curls.len(), 9, "{curls:#?}");
-    let expected = [200, 200, 200, 200, 200, 200, 200, 400, 403];
+    assert_eq!(curls.len(), 10, "{curls:#?}");
+    let expected = [200, 200, 200, 200, 200, 200, 200, 200, 400, 403];
     for (line, want) in curls.iter().zip(expected) {
         let (method, headers, body, url) = parse_curl(line);
         let rest = url.strip_prefix("http://127.0.0.1:").unwrap();

@@ -20,6 +20,7 @@ use crate::cache::ResponseCache;
 use crate::config::{self, Config, ConfigError};
 use crate::gateway::Gateway;
 use crate::limits::{AuthFailures, ClientLimits};
+use crate::merge::ChunkCache;
 use crate::metrics::Metrics;
 use crate::upstream::{tls_config, Upstream};
 
@@ -47,6 +48,8 @@ pub struct AppState {
     /// Response bodies (kept across reloads: keys name provider and vendor id,
     /// so a remapped bot never meets its old vendor's body).
     pub cache: ResponseCache,
+    /// Backend chunks of dual-read bots (kept across reloads likewise).
+    chunks: Arc<ChunkCache>,
     /// Failed authentications per remote IP.
     pub auth_failures: Arc<AuthFailures>,
     /// Prometheus metrics.
@@ -58,6 +61,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The weight of both caches together (bounded by `cache.max_bytes`).
+    pub async fn cache_weight(&self) -> u64 {
+        self.cache.weighted_size().await + self.chunks.weighted_size().await
+    }
+
     /// The runtime to serve one request with.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.runtime.load_full()
@@ -92,7 +100,12 @@ impl AppState {
             tracing::warn!("[server] and [cache] changes take effect only after a restart");
         }
         let client_limits = ClientLimits::new(&config.clients, Some(&current.client_limits));
-        let gateway = Gateway::new(config, self.metrics.clone(), Some(&current.gateway));
+        let gateway = Gateway::new(
+            config,
+            self.metrics.clone(),
+            self.chunks.clone(),
+            Some(&current.gateway),
+        );
         self.runtime.store(Arc::new(Runtime {
             gateway,
             client_limits,
@@ -161,15 +174,18 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
     let metrics = Arc::new(Metrics::new());
     let auth_failures = Arc::new(AuthFailures::new(&config.server.auth_failures));
     let config_path = config.path.is_file().then(|| config.path.clone());
+    let (response_bytes, chunk_bytes) = split_cache_budget(config.cache.max_bytes);
+    let chunks = Arc::new(ChunkCache::new(&config.cache, chunk_bytes));
     let state = web::Data::new(AppState {
-        cache: ResponseCache::new(&config.cache),
+        cache: ResponseCache::new(&config.cache, response_bytes),
+        chunks: chunks.clone(),
         auth_failures: auth_failures.clone(),
         metrics: metrics.clone(),
         metrics_on_main: metrics_bind.is_none(),
         config_path,
         runtime: ArcSwap::from_pointee(Runtime {
             client_limits: ClientLimits::new(&config.clients, None),
-            gateway: Gateway::new(config, metrics.clone(), None),
+            gateway: Gateway::new(config, metrics.clone(), chunks, None),
         }),
     });
     metrics.config_loaded(unix_now());
@@ -234,6 +250,13 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
         task,
         background,
     })
+}
+
+/// `cache.max_bytes` bounds both caches together: a quarter goes to the
+/// backend chunks of dual-read bots, the rest to response bodies.
+pub fn split_cache_budget(max_bytes: u64) -> (u64, u64) {
+    let chunks = max_bytes / 4;
+    (max_bytes - chunks, chunks)
 }
 
 fn first_addr(addrs: Vec<SocketAddr>) -> io::Result<SocketAddr> {

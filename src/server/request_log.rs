@@ -138,8 +138,8 @@ pub async fn middleware(
         bot = fields.bot.as_deref(),
         provider = fields.provider.as_deref(),
         cache = fields.cache,
-        upstream_calls = fields.upstream.calls,
-        upstream_ms = fields.upstream.latency.as_secs_f64() * 1000.0,
+        upstream_calls = fields.upstream.calls(),
+        upstream_ms = fields.upstream.latency().as_secs_f64() * 1000.0,
         total_ms = started.elapsed().as_secs_f64() * 1000.0,
         error = error.as_deref(),
         "request"

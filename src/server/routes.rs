@@ -12,8 +12,9 @@ use super::error::{ApiError, Failure};
 use super::params::{self, ListParams};
 use super::request_log::{record, request_id};
 use super::{AppState, Runtime, JSON};
-use crate::cache::{CacheKey, CacheStatus, Cached};
+use crate::cache::{CacheKey, CacheStatus, Stored};
 use crate::config::{BotConfig, ClientConfig};
+use crate::gateway::Listed;
 use crate::gateway::UpstreamStats;
 use crate::upstream::Upstream;
 
@@ -89,14 +90,14 @@ async fn list(
     params: ListParams,
 ) -> Result<HttpResponse, ApiError> {
     let bot = resolve_bot(req, rt, client, &params.bot)?;
-    let provider = rt.gateway.provider_for(bot)?;
-    let key = CacheKey::list(bot, &provider.config, &params.query);
+    let key = CacheKey::list(bot, rt.gateway.backend_ids(bot)?, &params.query);
     let rid = request_id(req);
-    let mut stats = UpstreamStats::default();
+    let bypass = skips_cache(req);
+    let stats = UpstreamStats::default();
     let fetch = rt
         .gateway
-        .list(upstream, bot, &params.query, &rid, &mut stats);
-    let result = state.cache.get_or_fetch(key, skips_cache(req), fetch).await;
+        .list(upstream, bot, &params.query, &rid, bypass, &stats);
+    let result = state.cache.get_or_fetch(key, bypass, fetch).await;
     record(req, |f| f.upstream = stats);
     result.map(|answer| success(req, state, answer))
 }
@@ -114,17 +115,17 @@ async fn get_conversation(
     let conversation_id = path.into_inner();
     check_conversation_id(&conversation_id).map_err(fail(&req))?;
     let bot = resolve_bot(&req, &rt, &client, &params.bot).map_err(fail(&req))?;
-    let provider = rt.gateway.provider_for(bot).map_err(fail(&req))?;
-    let key = CacheKey::get(bot, &provider.config, &conversation_id, params.include_raw);
+    let backends = rt.gateway.backend_ids(bot).map_err(fail(&req))?;
+    let key = CacheKey::get(bot, backends, &conversation_id, params.include_raw);
     let rid = request_id(&req);
-    let mut stats = UpstreamStats::default();
+    let stats = UpstreamStats::default();
     let fetch = rt.gateway.get(
         &upstream,
         bot,
         &conversation_id,
         params.include_raw,
         &rid,
-        &mut stats,
+        &stats,
     );
     let result = state
         .cache
@@ -139,7 +140,8 @@ async fn get_conversation(
 #[derive(Serialize)]
 struct BotEntry<'a> {
     name: &'a str,
-    provider: &'a str,
+    /// The vendor kind; for a dual-read bot its backends' kinds, comma-separated.
+    provider: String,
 }
 
 /// `GET /api/v1/bots`: the bots this key may read.
@@ -152,10 +154,9 @@ async fn list_bots(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .values()
         .filter(|b| client.bots.allows(&b.name))
         .filter_map(|b| {
-            let provider = config.providers.get(&b.provider)?;
             Some(BotEntry {
                 name: &b.name,
-                provider: provider.kind.as_str(),
+                provider: rt.gateway.provider_label(b).ok()?,
             })
         })
         .collect();
@@ -179,9 +180,8 @@ pub async fn metrics(
         // Served on `server.metrics_bind` instead.
         return Err(fail(&req)(ApiError::NoRoute(req.path().to_owned())));
     }
-    state
-        .metrics
-        .cache_weight(state.cache.weighted_size().await);
+    state.metrics.cache_weight(state.cache_weight().await);
+    state.runtime().gateway.report_circuits();
     Ok(HttpResponse::Ok()
         .content_type(crate::metrics::CONTENT_TYPE)
         .body(state.metrics.render()))
@@ -255,9 +255,10 @@ fn resolve_bot<'a>(
     if !client.bots.allows(&bot.name) {
         return Err(ApiError::Forbidden(bot.name.clone()));
     }
+    let providers: Vec<&str> = bot.backends.iter().map(|b| b.provider.as_str()).collect();
     record(req, |f| {
         f.bot = Some(bot.name.clone());
-        f.provider = Some(bot.provider.clone());
+        f.provider = Some(providers.join(","));
     });
     Ok(bot)
 }
@@ -309,15 +310,21 @@ async fn read_body(
 fn success(
     req: &HttpRequest,
     state: &AppState,
-    (cached, status): (std::sync::Arc<Cached>, CacheStatus),
+    (listed, status): (std::sync::Arc<Stored<Listed>>, CacheStatus),
 ) -> HttpResponse {
+    // A merged page assembled partly from stale backend data says so.
+    let status = if listed.stale && status == CacheStatus::Miss {
+        CacheStatus::Stale
+    } else {
+        status
+    };
     state.metrics.cache(status.metric_label());
     record(req, |f| f.cache = Some(status.as_str()));
     HttpResponse::Ok()
         .content_type(JSON)
-        .insert_header(("X-Provider", cached.provider.as_str()))
+        .insert_header(("X-Provider", listed.provider.as_str()))
         .insert_header(("X-Cache", status.as_str()))
-        .body(cached.body.clone())
+        .body(listed.body.clone())
 }
 
 fn json<T: Serialize>(value: &T) -> HttpResponse {
