@@ -11,6 +11,7 @@ pub mod circuit;
 pub mod config;
 pub mod demo;
 pub mod emulator;
+pub mod export;
 pub mod gateway;
 pub mod limits;
 pub mod merge;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chatgate::config::{self, Config};
-use chatgate::{demo, emulator, server};
+use chatgate::{demo, emulator, export, server};
 use clap::{Parser, Subcommand};
 
 /// One normalized get-conversations API in front of Chatbase, Chatzuri and Chatling.
@@ -39,6 +39,33 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9100")]
         bind: SocketAddr,
+    },
+    /// Write every conversation of a bot to a JSON Lines file, resumably.
+    Export {
+        /// The bot's name in config.
+        #[arg(long)]
+        bot: String,
+        /// First day included (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Last day included (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only these sources (comma-separated canonical ids or vendor labels).
+        #[arg(long)]
+        sources: Option<String>,
+        /// The output file (one normalized conversation per line).
+        #[arg(long)]
+        out: PathBuf,
+        /// Continue an interrupted export of the same bot and filters.
+        #[arg(long)]
+        resume: bool,
+        /// Add each conversation's original vendor object as `raw`.
+        #[arg(long)]
+        include_raw: bool,
+        /// Conversations per page read (1-100).
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
     },
 }
 
@@ -80,6 +107,42 @@ fn main() -> ExitCode {
         Command::Emulate { bind } => {
             init_logging("info");
             run(emulate(bind))
+        }
+        Command::Export {
+            bot,
+            since,
+            until,
+            sources,
+            out,
+            resume,
+            include_raw,
+            page_size,
+        } => {
+            init_logging("warn");
+            let config = match config::load(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let args = export::ExportArgs {
+                bot,
+                since,
+                until,
+                sources,
+                out,
+                resume,
+                include_raw,
+                page_size,
+            };
+            match actix_rt::System::new().block_on(export::run(config, args)) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("chatgate export: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
