@@ -236,7 +236,7 @@ fn an_interrupted_export_resumes_to_the_identical_file() {
     child.0.wait().unwrap();
     let partial = lines(&out).len();
     assert!(
-        partial >= 30 && partial < 137,
+        (30..137).contains(&partial),
         "interrupted mid-way: {partial}"
     );
     s.clear_faults();
