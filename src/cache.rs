@@ -33,6 +33,13 @@ const ENTRY_OVERHEAD: usize = 256;
 pub trait Weigh {
     /// Roughly how many bytes this holds.
     fn weigh(&self) -> usize;
+
+    /// Whether a freshly fetched value may be stored (values only). A value
+    /// built from stale data is handed to its callers but never stored as if it
+    /// were fresh: it would outlive the stale window it came from.
+    fn storable(&self) -> bool {
+        true
+    }
 }
 
 /// One backend of a bot, as far as cached data is concerned: the provider's
@@ -119,6 +126,10 @@ impl Weigh for CacheKey {
 impl Weigh for Listed {
     fn weigh(&self) -> usize {
         self.body.len() + self.provider.len()
+    }
+
+    fn storable(&self) -> bool {
+        !self.stale
     }
 }
 
@@ -250,10 +261,16 @@ where
                 fetch.await.map(|v| Arc::new(Stored::now(v)))
             })
             .await;
+        // Store before leaving `inflight`, so no request finds neither and makes a
+        // second vendor call in between.
+        if let Ok(value) = &fetched {
+            if value.value.storable() {
+                inner.entries.insert(key.clone(), value.clone()).await;
+            }
+        }
         inner.inflight.invalidate(&key).await;
         match fetched {
             Ok(value) => {
-                inner.entries.insert(key, value.clone()).await;
                 let status = if bypass {
                     CacheStatus::Bypass
                 } else {

@@ -313,7 +313,7 @@ fn success(
     (listed, status): (std::sync::Arc<Stored<Listed>>, CacheStatus),
 ) -> HttpResponse {
     // A merged page assembled partly from stale backend data says so.
-    let status = if listed.stale && status == CacheStatus::Miss {
+    let status = if listed.stale {
         CacheStatus::Stale
     } else {
         status
