@@ -91,12 +91,8 @@ fn main() -> ExitCode {
         },
         Command::Serve => {
             init_logging("info");
-            let config = match config::load(&path) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
+            let Some(config) = load_or_report(&path) else {
+                return ExitCode::FAILURE;
             };
             run(serve(config))
         }
@@ -119,12 +115,8 @@ fn main() -> ExitCode {
             page_size,
         } => {
             init_logging("warn");
-            let config = match config::load(&path) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
+            let Some(config) = load_or_report(&path) else {
+                return ExitCode::FAILURE;
             };
             let args = export::ExportArgs {
                 bot,
@@ -145,6 +137,13 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Loads the config, printing every problem on failure.
+fn load_or_report(path: &std::path::Path) -> Option<Config> {
+    config::load(path)
+        .map_err(|e| eprintln!("{}: {e}", path.display()))
+        .ok()
 }
 
 fn run(fut: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {

@@ -6,27 +6,10 @@ mod common;
 
 use awc::http::Method;
 use chatgate::demo::{DEMO_KEY, SCOPED_KEY};
-use chatgate::emulator::{Fault, FaultKind, Vendor};
-use common::Harness;
+use chatgate::emulator::{FaultKind, Vendor};
+use common::{fault, status, Harness};
 
 const LIST: &str = "/api/v1/get-conversations";
-
-fn fault(vendor: Vendor, kind: FaultKind) -> Fault {
-    Fault {
-        vendor: Some(vendor),
-        path_contains: None,
-        times: None,
-        kind,
-    }
-}
-
-fn status(status: u16, retry_after: Option<&str>) -> FaultKind {
-    FaultKind::Status {
-        status,
-        body: None,
-        retry_after: retry_after.map(str::to_owned),
-    }
-}
 
 #[actix_rt::test]
 async fn missing_unknown_or_malformed_keys_are_unauthorized() {

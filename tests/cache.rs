@@ -14,48 +14,15 @@ use std::time::{Duration, Instant};
 
 use awc::http::Method;
 use chatgate::demo::{DEMO_KEY, SCOPED_KEY};
-use chatgate::emulator::{self, Fault, FaultKind, Vendor};
-use common::{Harness, Resp};
+use chatgate::emulator::{self, FaultKind, Vendor};
+use common::{fault, status, tune_provider, with_cache, x_cache, Harness, Resp};
 use futures_util::future::join_all;
 
 const LIST: &str = "/api/v1/get-conversations";
 
-fn fault(vendor: Vendor, kind: FaultKind) -> Fault {
-    Fault {
-        vendor: Some(vendor),
-        path_contains: None,
-        times: None,
-        kind,
-    }
-}
-
-fn status(status: u16, retry_after: Option<&str>) -> FaultKind {
-    FaultKind::Status {
-        status,
-        body: None,
-        retry_after: retry_after.map(str::to_owned),
-    }
-}
-
-/// Adds `lines` to the `[providers.<provider>]` table of the demo TOML.
-fn tune_provider(toml: String, provider: &str, lines: &str) -> String {
-    let table = format!("[providers.{provider}]\n");
-    assert!(toml.contains(&table), "no {table} in the config");
-    toml.replace(&table, &format!("{table}{lines}\n"))
-}
-
-/// Appends a `[cache]` table (the demo config has none).
-fn with_cache(toml: String, cache: &str) -> String {
-    format!("{toml}\n[cache]\n{cache}\n")
-}
-
 /// One vendor call per request and each fault seen as itself: no retries, and a
 /// circuit breaker that never opens during a test.
 const ONE_CALL_EACH: &str = "max_retries = 0\ncircuit_failure_threshold = 1000";
-
-fn x_cache(r: &Resp) -> &str {
-    r.header("x-cache").unwrap_or("<none>")
-}
 
 /// A GET with `Cache-Control: <value>` and the demo key.
 async fn get_with_cache_control(h: &Harness, q: &str, value: &str) -> Resp {

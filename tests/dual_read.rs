@@ -15,9 +15,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatgate::emulator::{self, EmulatorState, Fault, FaultKind, Vendor};
+use chatgate::emulator::{self, EmulatorState, FaultKind, Vendor};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use common::{Harness, Resp};
+use common::{fault, status, Harness, Resp};
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
@@ -615,23 +615,6 @@ fn expected_ids(
         .collect()
 }
 
-fn always(vendor: Vendor, kind: FaultKind) -> Fault {
-    Fault {
-        vendor: Some(vendor),
-        path_contains: None,
-        times: None,
-        kind,
-    }
-}
-
-fn status(code: u16) -> FaultKind {
-    FaultKind::Status {
-        status: code,
-        body: None,
-        retry_after: None,
-    }
-}
-
 #[actix_rt::test]
 async fn backends_are_read_concurrently() {
     const DELAY_MS: u64 = 400;
@@ -640,9 +623,9 @@ async fn backends_are_read_concurrently() {
     state.set_chatling_per_page(100);
     let h = Harness::start_on(state, |t| t).await;
     h.state()
-        .add_fault(always(Vendor::Chatbase, FaultKind::Delay { ms: DELAY_MS }));
+        .add_fault(fault(Vendor::Chatbase, FaultKind::Delay { ms: DELAY_MS }));
     h.state()
-        .add_fault(always(Vendor::Chatling, FaultKind::Delay { ms: DELAY_MS }));
+        .add_fault(fault(Vendor::Chatling, FaultKind::Delay { ms: DELAY_MS }));
     let started = Instant::now();
     let request = h.get("/api/v1/get-conversations?chatbotId=migrating&size=5");
     // The emulator records a call when it arrives, before its delay: when both
@@ -688,7 +671,7 @@ async fn a_failing_backend_fails_the_merged_page_with_its_own_error() {
         (Vendor::Chatbase, "chatbase"),
     ] {
         let h = Harness::start().await;
-        h.state().add_fault(always(failing, status(500)));
+        h.state().add_fault(fault(failing, status(500, None)));
         let res = h
             .get("/api/v1/get-conversations?chatbotId=migrating&size=10")
             .await;
@@ -724,7 +707,8 @@ async fn pages_needing_a_failing_backends_next_chunk_fail_instead_of_dropping_it
     .await;
     // Both backends' first chunks are read and cached; then Chatling fails.
     get_page(&h, BOT, 1, 5, "", "warm-up").await;
-    h.state().add_fault(always(Vendor::Chatling, status(500)));
+    h.state()
+        .add_fault(fault(Vendor::Chatling, status(500, None)));
     // Merged-stream indices of Chatling's 100th conversation (the last of its
     // first chunk) and of its 101st (the first only its second chunk holds).
     let chatling_at: Vec<u64> = want
@@ -792,7 +776,8 @@ async fn expired_chunks_serve_a_stale_merged_page_when_a_backend_fails() {
     assert_eq!(providers_and_ids(&first), expected_ids(&all, 1, 5));
     // Chunks (and the page) expire after 1 s; then Chatling fails.
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    h.state().add_fault(always(Vendor::Chatling, status(500)));
+    h.state()
+        .add_fault(fault(Vendor::Chatling, status(500, None)));
     let chatling_before = h.calls(Vendor::Chatling);
     // Page 2 was never answered, so no response-cache entry can stand in: it is
     // assembled from Chatling's stale chunk.
@@ -828,7 +813,8 @@ async fn a_no_cache_request_answered_from_stale_chunks_says_stale() {
     let path = "/api/v1/get-conversations?chatbotId=migrating&page=1&size=5";
     h.get(path).await.ok();
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    h.state().add_fault(always(Vendor::Chatling, status(500)));
+    h.state()
+        .add_fault(fault(Vendor::Chatling, status(500, None)));
     let res = h
         .request(
             awc::http::Method::GET,
@@ -859,7 +845,8 @@ async fn a_page_built_from_stale_chunks_is_not_served_past_the_stale_window() {
         .ok();
     let after = Instant::now();
     // Chatling's chunk is fresh until 2 s: the fault bites only after that.
-    h.state().add_fault(always(Vendor::Chatling, status(500)));
+    h.state()
+        .add_fault(fault(Vendor::Chatling, status(500, None)));
     tokio::time::sleep_until((after + Duration::from_millis(3200)).into()).await;
     let path = "/api/v1/get-conversations?chatbotId=migrating&page=2&size=5";
     let stale = h.get(path).await;

@@ -9,27 +9,10 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chatgate::demo::SCOPED_KEY;
-use chatgate::emulator::{Fault, FaultKind, Vendor};
-use common::{Harness, Resp};
+use chatgate::emulator::Vendor;
+use common::{fault, status, Harness, Resp};
 
 const LIST: &str = "/api/v1/get-conversations";
-
-fn fault(vendor: Vendor, kind: FaultKind) -> Fault {
-    Fault {
-        vendor: Some(vendor),
-        path_contains: None,
-        times: None,
-        kind,
-    }
-}
-
-fn status(status: u16) -> FaultKind {
-    FaultKind::Status {
-        status,
-        body: None,
-        retry_after: None,
-    }
-}
 
 /// Adds `lines` to the `[providers.<provider>]` table of the demo TOML.
 fn tune(toml: String, provider: &str, lines: &str) -> String {
@@ -117,7 +100,8 @@ async fn after_mixed_traffic_metrics_show_exact_samples_for_every_family() {
         .await
         .expect_error(400, "invalid_request");
     // A vendor 503, retried twice (the default max_retries), each attempt counted.
-    h.state().add_fault(fault(Vendor::Chatbase, status(503)));
+    h.state()
+        .add_fault(fault(Vendor::Chatbase, status(503, None)));
     h.get(&format!("{LIST}?chatbotId=support&size=3"))
         .await
         .expect_error(502, "upstream_error");
@@ -255,7 +239,8 @@ async fn small_breaker() -> Harness {
 
 /// Two failing Chatbase calls, which open its circuit; the fault is then removed.
 async fn open_chatbase_circuit(h: &Harness) {
-    h.state().add_fault(fault(Vendor::Chatbase, status(500)));
+    h.state()
+        .add_fault(fault(Vendor::Chatbase, status(500, None)));
     for p in 1..=2 {
         h.get(&format!("{LIST}?chatbotId=support&page={p}"))
             .await

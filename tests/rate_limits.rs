@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chatgate::demo::SCOPED_KEY;
 use chatgate::emulator::Vendor;
-use common::{Harness, Resp};
+use common::{tune_provider, Harness, Resp};
 use futures_util::future::join_all;
 
 const LIST: &str = "/api/v1/get-conversations";
@@ -23,13 +23,6 @@ fn add_slow_client(toml: String) -> String {
         "{toml}\n[clients.slow]\nkey = \"{SLOW_KEY}\"\nbots = [\"*\"]\n\
          requests_per_minute = 6\nburst = 2\n"
     )
-}
-
-/// Adds `lines` to the `[providers.<provider>]` table of the demo TOML.
-fn tune_provider(toml: String, provider: &str, lines: &str) -> String {
-    let table = format!("[providers.{provider}]\n");
-    assert!(toml.contains(&table), "no {table} in the config");
-    toml.replace(&table, &format!("{table}{lines}\n"))
 }
 
 /// A header that must be a whole number.

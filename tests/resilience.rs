@@ -18,29 +18,12 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use chatgate::emulator::{Fault, FaultKind, Vendor};
+use chatgate::emulator::{FaultKind, Vendor};
 use chrono::Timelike;
-use common::{Harness, Resp};
+use common::{fault_n, status, x_cache, Harness, Resp};
 use futures_util::future::{join, join_all};
 
 const LIST: &str = "/api/v1/get-conversations";
-
-fn fault(vendor: Vendor, times: Option<u32>, kind: FaultKind) -> Fault {
-    Fault {
-        vendor: Some(vendor),
-        path_contains: None,
-        times,
-        kind,
-    }
-}
-
-fn status(status: u16, retry_after: Option<&str>) -> FaultKind {
-    FaultKind::Status {
-        status,
-        body: None,
-        retry_after: retry_after.map(str::to_owned),
-    }
-}
 
 /// Adds `lines` to the `[providers.<provider>]` table of the demo TOML.
 fn tune(toml: String, provider: &str, lines: &str) -> String {
@@ -79,10 +62,6 @@ fn retry_after(r: &Resp) -> u64 {
         .unwrap_or_else(|| panic!("no Retry-After on a {}", r.status))
         .parse()
         .unwrap()
-}
-
-fn x_cache(r: &Resp) -> &str {
-    r.header("x-cache").unwrap_or("<none>")
 }
 
 /// Polls `cond` until it holds, failing the test after 10 s.
@@ -125,7 +104,7 @@ async fn a_transient_502_503_or_504_is_retried_and_the_caller_gets_200() {
     let h = Harness::start().await;
     for (i, vendor_status) in [502, 503, 504].into_iter().enumerate() {
         let before = h.calls(Vendor::Chatbase);
-        h.state().add_fault(fault(
+        h.state().add_fault(fault_n(
             Vendor::Chatbase,
             Some(1),
             status(vendor_status, None),
@@ -155,7 +134,7 @@ async fn a_vendor_500_400_401_or_404_is_answered_without_a_retry() {
     for (i, (vendor_status, gateway_status, code)) in cases.into_iter().enumerate() {
         h.state().clear_faults();
         h.state()
-            .add_fault(fault(Vendor::Chatbase, None, status(vendor_status, None)));
+            .add_fault(fault_n(Vendor::Chatbase, None, status(vendor_status, None)));
         let before = h.calls(Vendor::Chatbase);
         let body = h
             .get(&page("support", i as u32 + 1))
@@ -180,9 +159,9 @@ async fn retries_stop_after_max_retries() {
     })
     .await;
     h.state()
-        .add_fault(fault(Vendor::Chatbase, None, status(503, None)));
+        .add_fault(fault_n(Vendor::Chatbase, None, status(503, None)));
     h.state()
-        .add_fault(fault(Vendor::Chatzuri, None, status(503, None)));
+        .add_fault(fault_n(Vendor::Chatzuri, None, status(503, None)));
 
     let body = h
         .get(&page("support", 1))
@@ -209,7 +188,7 @@ async fn retries_stop_after_max_retries() {
 async fn a_connection_dropped_without_an_answer_is_retried() {
     let h = Harness::start().await;
     h.state()
-        .add_fault(fault(Vendor::Chatbase, Some(1), FaultKind::Reset));
+        .add_fault(fault_n(Vendor::Chatbase, Some(1), FaultKind::Reset));
     let res = h.get(&page("support", 1)).await;
     assert_eq!(res.ok()["data"].as_array().unwrap().len(), 2);
     assert_eq!(
@@ -223,8 +202,11 @@ async fn a_connection_dropped_without_an_answer_is_retried() {
 #[actix_rt::test]
 async fn a_timed_out_attempt_is_not_retried() {
     let h = Harness::start_with(|t| tune(t, "chatbase", "timeout_ms = 200\nmax_retries = 2")).await;
-    h.state()
-        .add_fault(fault(Vendor::Chatbase, None, FaultKind::Delay { ms: 3000 }));
+    h.state().add_fault(fault_n(
+        Vendor::Chatbase,
+        None,
+        FaultKind::Delay { ms: 3000 },
+    ));
     let started = Instant::now();
     let body = h
         .get(&page("support", 1))
@@ -248,7 +230,7 @@ async fn a_timed_out_attempt_is_not_retried() {
 async fn a_short_retry_after_is_waited_out_then_the_call_is_retried() {
     let h = Harness::start().await;
     h.state()
-        .add_fault(fault(Vendor::Chatbase, Some(1), status(429, Some("1"))));
+        .add_fault(fault_n(Vendor::Chatbase, Some(1), status(429, Some("1"))));
     let started = Instant::now();
     let res = h.get(&page("support", 1)).await;
     let elapsed = started.elapsed();
@@ -265,7 +247,7 @@ async fn a_short_retry_after_is_waited_out_then_the_call_is_retried() {
 async fn a_retry_after_over_the_cap_is_forwarded_at_once_without_a_retry() {
     let h = Harness::start_with(|t| tune(t, "chatbase", "max_retry_wait_ms = 5000")).await;
     h.state()
-        .add_fault(fault(Vendor::Chatbase, Some(1), status(429, Some("30"))));
+        .add_fault(fault_n(Vendor::Chatbase, Some(1), status(429, Some("30"))));
     let started = Instant::now();
     let res = h.get(&page("support", 1)).await;
     let elapsed = started.elapsed();
@@ -290,7 +272,7 @@ async fn a_retry_after_over_the_cap_is_forwarded_at_once_without_a_retry() {
 async fn a_vendor_429_pauses_the_provider_for_every_caller_until_its_window_passes() {
     let h = Harness::start_with(|t| tune(t, "chatbase", "max_retry_wait_ms = 0")).await;
     h.state()
-        .add_fault(fault(Vendor::Chatbase, Some(1), status(429, Some("2"))));
+        .add_fault(fault_n(Vendor::Chatbase, Some(1), status(429, Some("2"))));
     let first = h.get(&page("support", 1)).await;
     let paused_at = Instant::now();
     first.expect_error(429, "upstream_rate_limited");
@@ -340,7 +322,7 @@ async fn chatling_429_without_retry_after_pauses_until_the_next_full_minute() {
     if secs_to_next_minute() <= 4 {
         actix_rt::time::sleep(Duration::from_millis(secs_to_next_minute() * 1000 + 100)).await;
     }
-    h.state().add_fault(fault(
+    h.state().add_fault(fault_n(
         Vendor::Chatling,
         Some(1),
         FaultKind::Status {
@@ -389,7 +371,7 @@ fn small_breaker(toml: String) -> String {
 /// Makes `n` failing (500) requests, one call each.
 async fn fail_n(h: &Harness, n: u32, first_page: u32) {
     h.state()
-        .add_fault(fault(Vendor::Chatbase, Some(n), status(500, None)));
+        .add_fault(fault_n(Vendor::Chatbase, Some(n), status(500, None)));
     for p in first_page..first_page + n {
         h.get(&page("support", p))
             .await
@@ -436,7 +418,8 @@ async fn a_vendor_4xx_between_failures_resets_the_streak() {
         status(500, None),
         status(500, None),
     ] {
-        h.state().add_fault(fault(Vendor::Chatbase, Some(1), kind));
+        h.state()
+            .add_fault(fault_n(Vendor::Chatbase, Some(1), kind));
     }
     for p in 1..=5 {
         let res = h.get(&page("support", p)).await;
@@ -499,7 +482,7 @@ async fn concurrent_requests_while_half_open_make_exactly_one_probe_call() {
     fail_n(&h, 3, 1).await;
     actix_rt::time::sleep(Duration::from_millis(1100)).await;
     // The probe is slow, so the others arrive while it is in flight.
-    h.state().add_fault(fault(
+    h.state().add_fault(fault_n(
         Vendor::Chatbase,
         Some(1),
         FaultKind::Delay { ms: 1000 },
@@ -558,7 +541,7 @@ async fn an_open_circuit_or_a_paused_provider_serves_stale_from_cache() {
     // Chatbase: open the circuit, then remove the fault, so that a call would
     // succeed with a fresh MISS.
     h.state()
-        .add_fault(fault(Vendor::Chatbase, None, status(500, None)));
+        .add_fault(fault_n(Vendor::Chatbase, None, status(500, None)));
     for p in 2..4 {
         h.get(&page("support", p))
             .await
@@ -577,7 +560,7 @@ async fn an_open_circuit_or_a_paused_provider_serves_stale_from_cache() {
 
     // Chatzuri: a 429 pauses it; the expired entry answers meanwhile.
     h.state()
-        .add_fault(fault(Vendor::Chatzuri, Some(1), status(429, Some("10"))));
+        .add_fault(fault_n(Vendor::Chatzuri, Some(1), status(429, Some("10"))));
     h.get(&page("sales", 2))
         .await
         .expect_error(429, "upstream_rate_limited");
@@ -594,8 +577,11 @@ async fn an_open_circuit_or_a_paused_provider_serves_stale_from_cache() {
 async fn the_request_deadline_bounds_a_chatling_page_that_needs_several_vendor_calls() {
     let h = Harness::start_with(|t| tune_server(t, "request_timeout_ms = 600")).await;
     // Chatling serves 5 conversations per vendor page: 20 need 4 calls.
-    h.state()
-        .add_fault(fault(Vendor::Chatling, None, FaultKind::Delay { ms: 400 }));
+    h.state().add_fault(fault_n(
+        Vendor::Chatling,
+        None,
+        FaultKind::Delay { ms: 400 },
+    ));
     let started = Instant::now();
     let body = h
         .get(&format!("{LIST}?chatbotId=helpdesk&size=20"))
@@ -641,7 +627,7 @@ async fn deeply_nested_or_oversized_vendor_bodies_are_502_and_the_server_keeps_s
         ("helpdesk", Vendor::Chatling),
     ] {
         h.state().clear_faults();
-        h.state().add_fault(fault(
+        h.state().add_fault(fault_n(
             vendor,
             None,
             FaultKind::Status {
@@ -657,7 +643,7 @@ async fn deeply_nested_or_oversized_vendor_bodies_are_502_and_the_server_keeps_s
         assert_eq!(body["upstream_status"], 200, "{bot}: {body}");
     }
     h.state().clear_faults();
-    h.state().add_fault(fault(
+    h.state().add_fault(fault_n(
         Vendor::Chatling,
         None,
         FaultKind::Huge { bytes: 1 << 20 },

@@ -9,7 +9,7 @@ use awc::http::{header, Method, StatusCode};
 use bytes::Bytes;
 use chatgate::config;
 use chatgate::demo::{self, DEMO_KEY};
-use chatgate::emulator::{self, EmulatorServer, EmulatorState, Vendor};
+use chatgate::emulator::{self, EmulatorServer, EmulatorState, Fault, FaultKind, Vendor};
 use chatgate::server::{self, RunningServer};
 use serde_json::Value;
 
@@ -236,4 +236,46 @@ pub fn created_at(c: &Value) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(c["created_at"].as_str().unwrap())
         .unwrap()
         .with_timezone(&chrono::Utc)
+}
+
+/// A fault on every request to `vendor` until cleared.
+pub fn fault(vendor: Vendor, kind: FaultKind) -> Fault {
+    fault_n(vendor, None, kind)
+}
+
+/// A fault on the next `times` requests to `vendor` (`None`: until cleared).
+pub fn fault_n(vendor: Vendor, times: Option<u32>, kind: FaultKind) -> Fault {
+    Fault {
+        vendor: Some(vendor),
+        path_contains: None,
+        times,
+        kind,
+    }
+}
+
+/// A vendor answer with this status, the vendor's default error body and an
+/// optional `Retry-After`.
+pub fn status(status: u16, retry_after: Option<&str>) -> FaultKind {
+    FaultKind::Status {
+        status,
+        body: None,
+        retry_after: retry_after.map(str::to_owned),
+    }
+}
+
+/// Adds `lines` to the `[providers.<provider>]` table of the demo TOML.
+pub fn tune_provider(toml: String, provider: &str, lines: &str) -> String {
+    let table = format!("[providers.{provider}]\n");
+    assert!(toml.contains(&table), "no {table} in the config");
+    toml.replace(&table, &format!("{table}{lines}\n"))
+}
+
+/// Appends a `[cache]` table (the demo config has none).
+pub fn with_cache(toml: String, cache: &str) -> String {
+    format!("{toml}\n[cache]\n{cache}\n")
+}
+
+/// The `X-Cache` header of a response.
+pub fn x_cache(r: &Resp) -> &str {
+    r.header("x-cache").unwrap_or("")
 }
