@@ -506,7 +506,10 @@ impl Gateway {
                         latency_ms = latency.as_secs_f64() * 1000.0, "vendor call"
                     );
                     // 5. the adapter's verdict decides the breaker and the retry
-                    match op.on_response(response) {
+                    let verdict = op
+                        .on_response(response)
+                        .map_err(|e| e.redact(provider.config.api_key.expose_secret()));
+                    match verdict {
                         Ok(next) => {
                             permit.success();
                             provider.report_circuit(&self.metrics);

@@ -373,3 +373,38 @@ async fn a_body_shorter_than_its_content_length_is_502_even_when_it_parses() {
     );
     h.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_vendor_echoing_the_provider_key_never_passes_it_on() {
+    let h = Harness::start().await;
+    let echo = format!(
+        r#"{{"message":"invalid key {}"}}"#,
+        chatgate::emulator::CHATBASE_KEY
+    );
+    for code in [401, 500] {
+        h.state().clear_faults();
+        h.state().add_fault(fault(
+            Vendor::Chatbase,
+            FaultKind::Status {
+                status: code,
+                body: Some(echo.clone()),
+                retry_after: None,
+            },
+        ));
+        let res = h
+            .get(&format!("{LIST}?chatbotId=support&page={code}"))
+            .await;
+        let text = String::from_utf8_lossy(&res.body).into_owned();
+        assert_eq!(res.status.as_u16(), 502, "{text}");
+        assert!(!text.contains(chatgate::emulator::CHATBASE_KEY), "{text}");
+    }
+    let body = h
+        .get(&format!("{LIST}?chatbotId=support&page=500"))
+        .await
+        .json();
+    assert!(
+        body["message"].as_str().unwrap().contains("[redacted]"),
+        "{body}"
+    );
+    h.stop().await;
+}

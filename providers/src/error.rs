@@ -85,6 +85,45 @@ impl ProviderError {
         }
     }
 
+    /// Replaces every occurrence of `secret` in the vendor-supplied text with
+    /// `[redacted]`: a vendor that echoes the key it rejected must not put it in
+    /// logs or answers. Secrets shorter than 4 characters are left alone (they
+    /// would match ordinary words).
+    pub fn redact(self, secret: &str) -> Self {
+        if secret.len() < 4 {
+            return self;
+        }
+        let clean = |t: String| {
+            if t.contains(secret) {
+                t.replace(secret, "[redacted]")
+            } else {
+                t
+            }
+        };
+        match self {
+            Self::Unauthorized { status, message } => Self::Unauthorized {
+                status,
+                message: clean(message),
+            },
+            Self::NotFound { message } => Self::NotFound {
+                message: clean(message),
+            },
+            Self::Rejected { status, message } => Self::Rejected {
+                status,
+                message: clean(message),
+            },
+            Self::Upstream { status, message } => Self::Upstream {
+                status,
+                message: clean(message),
+            },
+            Self::InvalidBody { status, reason } => Self::InvalidBody {
+                status,
+                reason: clean(reason),
+            },
+            other => other,
+        }
+    }
+
     /// The vendor's HTTP status, when the error came from an answer.
     pub fn upstream_status(&self) -> Option<u16> {
         match self {
@@ -96,5 +135,26 @@ impl ProviderError {
             Self::RateLimited { .. } => Some(429),
             Self::ScanLimit { .. } | Self::NotSupported(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProviderError;
+
+    #[test]
+    fn a_vendor_echoing_the_key_is_redacted() {
+        let e = ProviderError::Unauthorized {
+            status: 401,
+            message: "invalid key sk-live-123456 (sk-live-123456)".into(),
+        };
+        assert_eq!(
+            e.redact("sk-live-123456").to_string(),
+            "the vendor rejected the gateway's API key (HTTP 401): invalid key [redacted] ([redacted])"
+        );
+        let short = ProviderError::NotFound {
+            message: "abc".into(),
+        };
+        assert_eq!(short.clone().redact("ab"), short);
     }
 }
