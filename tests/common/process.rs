@@ -30,11 +30,12 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    /// Sends a signal by this child's PID (e.g. "HUP", "TERM").
+    /// Sends a signal by this child's PID (e.g. "HUP", "TERM"), with the
+    /// shell's builtin `kill`, which every POSIX shell has.
     pub fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.0.id().to_string())
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -s {name} {}", self.0.id()))
             .status()
             .unwrap();
         assert!(status.success(), "kill -{name} failed");
