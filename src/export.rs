@@ -17,13 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatgate_providers::{ListQuery, PageNumber, PageSize};
+use chatgate_providers::{ListQuery, Page, PageNumber, PageSize};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::gateway::{Gateway, UpstreamStats};
-use crate::merge::ChunkCache;
+use crate::merge::{ChunkCache, Merger};
 use crate::metrics::Metrics;
+use crate::server::error::ApiError;
 use crate::server::params;
 use crate::server::split_cache_budget;
 use crate::upstream::{tls_config, Upstream};
@@ -97,6 +98,9 @@ struct Checkpoint {
     next_page: u32,
     /// Length of the output file after the last complete page.
     bytes: u64,
+    /// Dual-read bots: how far each backend has been read, in config order.
+    #[serde(default)]
+    positions: Option<Vec<u64>>,
     totals: Totals,
     complete: bool,
 }
@@ -227,6 +231,7 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
         page_size: args.page_size,
         next_page: 1,
         bytes: 0,
+        positions: None,
         totals: Totals::default(),
         complete: false,
     };
@@ -286,6 +291,10 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
     let mut seen = seen;
     let mut progress = Progress::new(&checkpoint.totals);
     let started = Instant::now();
+    // A dual-read bot is streamed: its merge goes on from the checkpointed
+    // backend positions, so each backend is read once however long the export.
+    let mut merger =
+        (bot.backends.len() > 1).then(|| Merger::new(&bot, checkpoint.positions.as_deref(), false));
     loop {
         let page_number = checkpoint.next_page;
         query.page = PageNumber::new(page_number).ok_or_else(|| {
@@ -293,11 +302,17 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
         })?;
         let stats = UpstreamStats::default();
         let request_id = format!("export-{}-p{page_number}", args.bot);
-        let result = gateway
-            .list_page(&upstream, &bot, &query, &request_id, false, &stats)
-            .await;
+        let result = match merger.as_mut() {
+            Some(merger) => {
+                next_batch(merger, &gateway, &upstream, &query, &request_id, &stats).await
+            }
+            None => gateway
+                .list_page(&upstream, &bot, &query, &request_id, false, &stats)
+                .await
+                .map(|(page, _)| page),
+        };
         checkpoint.totals.vendor_calls += u64::from(stats.calls());
-        let (page, _) = match result {
+        let page = match result {
             Ok(page) => page,
             Err(e) => {
                 progress.finish();
@@ -323,6 +338,7 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
             .and_then(|()| out.sync_data())
             .map_err(|e| io_err("cannot write", &args.out, e))?;
         checkpoint.bytes += buf.len() as u64;
+        checkpoint.positions = merger.as_ref().map(Merger::positions);
         checkpoint.totals.pages += 1;
         checkpoint.next_page = page_number + 1;
         checkpoint.complete = !page.has_more;
@@ -344,6 +360,35 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
             return Ok(checkpoint.totals);
         }
     }
+}
+
+/// The next `query.size` conversations of a merged stream, as a page.
+async fn next_batch(
+    merger: &mut Merger<'_>,
+    gateway: &Gateway,
+    upstream: &Upstream,
+    query: &ListQuery,
+    request_id: &str,
+    stats: &UpstreamStats,
+) -> Result<Page, ApiError> {
+    let size = query.size.get() as usize;
+    let mut conversations = Vec::with_capacity(size);
+    while conversations.len() < size {
+        match merger
+            .next(gateway, upstream, query, request_id, stats)
+            .await?
+        {
+            Some(c) => conversations.push(c),
+            None => break,
+        }
+    }
+    let has_more = merger
+        .has_next(gateway, upstream, query, request_id, stats)
+        .await?;
+    Ok(Page {
+        conversations,
+        has_more,
+    })
 }
 
 /// A progress bar on a terminal; plain lines every few seconds otherwise.

@@ -303,7 +303,20 @@ impl Gateway {
                     .await?;
                 Ok((page, CacheStatus::Miss))
             }
-            _ => merge::merged_page(self, upstream, bot, query, request_id, bypass, stats).await,
+            _ => {
+                // Each chunk read has its own budget; the page as a whole is bound
+                // by the request's deadline too.
+                let budget = self.config.server.request_timeout;
+                let merged =
+                    merge::merged_page(self, upstream, bot, query, request_id, bypass, stats);
+                match tokio::time::timeout(budget, merged).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        let kind = self.runtime(&bot.backends[0])?.kind();
+                        Err(ApiError::upstream(kind, UpstreamFailure::Deadline(budget)))
+                    }
+                }
+            }
         }
     }
 

@@ -145,6 +145,165 @@ impl Cursor<'_> {
     }
 }
 
+/// A k-way merge over a bot's backends, from given per-backend positions.
+///
+/// The API builds a page by walking it from the start; `export` keeps one across
+/// pages and checkpoints [`Merger::positions`], so a long export reads each
+/// backend exactly once whatever the cache holds.
+pub struct Merger<'a> {
+    bot: &'a BotConfig,
+    cursors: Vec<Cursor<'a>>,
+    seen: HashSet<(usize, String)>,
+    status: CacheStatus,
+    bypass: bool,
+}
+
+impl<'a> Merger<'a> {
+    /// A merge of `bot`'s backends starting at `positions` (one per backend, in
+    /// config order; `None` starts every backend at its beginning).
+    pub fn new(bot: &'a BotConfig, positions: Option<&[u64]>, bypass: bool) -> Self {
+        let cursors = bot
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, backend)| Cursor {
+                backend,
+                pos: positions.and_then(|p| p.get(i).copied()).unwrap_or(0),
+                chunk: None,
+                chunk_index: 0,
+                exhausted: false,
+            })
+            .collect();
+        Self {
+            bot,
+            cursors,
+            seen: HashSet::new(),
+            status: CacheStatus::Hit,
+            bypass,
+        }
+    }
+
+    /// How far each backend has been consumed, in config order.
+    pub fn positions(&self) -> Vec<u64> {
+        self.cursors.iter().map(|c| c.pos).collect()
+    }
+
+    /// How the chunk cache served the chunks read so far.
+    pub fn status(&self) -> CacheStatus {
+        self.status
+    }
+
+    /// Loads every missing head at once, one chunk per backend, concurrently.
+    async fn fill(
+        &mut self,
+        gw: &Gateway,
+        upstream: &Upstream,
+        query: &ListQuery,
+        request_id: &str,
+        stats: &UpstreamStats,
+    ) -> Result<(), ApiError> {
+        let wanted: Vec<(usize, u64)> = self
+            .cursors
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, c)| c.needs_chunk().map(|k| (i, k)))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let bot = self.bot;
+        let fetches = wanted.iter().map(|&(i, k)| {
+            let backend = self.cursors[i].backend;
+            chunk(
+                gw,
+                upstream,
+                bot,
+                backend,
+                query,
+                k,
+                request_id,
+                self.bypass,
+                stats,
+            )
+        });
+        // Results in config order: the first failing backend's error wins.
+        for ((i, k), result) in wanted.iter().zip(join_all(fetches).await) {
+            let (loaded, chunk_status) = result?;
+            self.status = self.status.max(chunk_status);
+            let cursor = &mut self.cursors[*i];
+            cursor.chunk = Some(loaded);
+            cursor.chunk_index = *k;
+            if cursor.head().is_none() {
+                cursor.exhausted = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The backend whose head is newest; on equal times the earliest in config
+    /// order.
+    fn best(&self) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (i, c) in self.cursors.iter().enumerate() {
+            let Some(head) = c.head() else { continue };
+            let newer = match best.and_then(|b| self.cursors[b].head()) {
+                None => true,
+                Some(current) => head.created_at > current.created_at,
+            };
+            if newer {
+                best = Some(i);
+            }
+        }
+        best
+    }
+
+    /// Whether another conversation follows.
+    pub async fn has_next(
+        &mut self,
+        gw: &Gateway,
+        upstream: &Upstream,
+        query: &ListQuery,
+        request_id: &str,
+        stats: &UpstreamStats,
+    ) -> Result<bool, ApiError> {
+        loop {
+            self.fill(gw, upstream, query, request_id, stats).await?;
+            let Some(i) = self.best() else {
+                return Ok(false);
+            };
+            let head = self.cursors[i].head().expect("`best` has a head");
+            if !self.seen.contains(&(i, head.id.clone())) {
+                return Ok(true);
+            }
+            // A repeat of an id this backend already gave: skip it for good.
+            self.cursors[i].pos += 1;
+        }
+    }
+
+    /// The next conversation of the merged stream, or `None` at its end.
+    pub async fn next(
+        &mut self,
+        gw: &Gateway,
+        upstream: &Upstream,
+        query: &ListQuery,
+        request_id: &str,
+        stats: &UpstreamStats,
+    ) -> Result<Option<Conversation>, ApiError> {
+        if !self
+            .has_next(gw, upstream, query, request_id, stats)
+            .await?
+        {
+            return Ok(None);
+        }
+        let i = self.best().expect("has_next found a head");
+        let cursor = &mut self.cursors[i];
+        let conversation = cursor.head().cloned().expect("`best` has a head");
+        cursor.pos += 1;
+        self.seen.insert((i, conversation.id.clone()));
+        Ok(Some(conversation))
+    }
+}
+
 /// One page of a bot with several backends, and how the chunk cache served it.
 pub async fn merged_page(
     gw: &Gateway,
@@ -156,92 +315,34 @@ pub async fn merged_page(
     stats: &UpstreamStats,
 ) -> Result<(Page, CacheStatus), ApiError> {
     let size = query.size.get() as usize;
-    let skip = query.window_start();
-    let mut cursors: Vec<Cursor<'_>> = bot
-        .backends
-        .iter()
-        .map(|backend| Cursor {
-            backend,
-            pos: 0,
-            chunk: None,
-            chunk_index: 0,
-            exhausted: false,
-        })
-        .collect();
-    let mut seen: HashSet<(usize, String)> = HashSet::new();
-    let mut skipped = 0u64;
-    let mut out = Vec::with_capacity(size);
-    let mut status = CacheStatus::Hit;
-    loop {
-        // Load every missing head at once, one chunk per backend, concurrently.
-        let wanted: Vec<(usize, u64)> = cursors
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, c)| c.needs_chunk().map(|k| (i, k)))
-            .collect();
-        if !wanted.is_empty() {
-            let fetches = wanted.iter().map(|&(i, k)| {
-                chunk(
-                    gw,
-                    upstream,
-                    bot,
-                    cursors[i].backend,
-                    query,
-                    k,
-                    request_id,
-                    bypass,
-                    stats,
-                )
-            });
-            // Results in config order: the first failing backend's error wins.
-            for ((i, k), result) in wanted.iter().zip(join_all(fetches).await) {
-                let (loaded, chunk_status) = result?;
-                status = status.max(chunk_status);
-                let cursor = &mut cursors[*i];
-                cursor.chunk = Some(loaded);
-                cursor.chunk_index = *k;
-                if cursor.head().is_none() {
-                    cursor.exhausted = true;
-                }
-            }
+    let mut merger = Merger::new(bot, None, bypass);
+    for _ in 0..query.window_start() {
+        if merger
+            .next(gw, upstream, query, request_id, stats)
+            .await?
+            .is_none()
+        {
+            break;
         }
-        // The newest head; on equal times the earliest backend in config order.
-        let mut best: Option<usize> = None;
-        for (i, c) in cursors.iter().enumerate() {
-            let Some(head) = c.head() else { continue };
-            let newer = match best.and_then(|b| cursors[b].head()) {
-                None => true,
-                Some(current) => head.created_at > current.created_at,
-            };
-            if newer {
-                best = Some(i);
-            }
-        }
-        let Some(i) = best else {
-            return Ok((page(out, false), status));
-        };
-        if out.len() == size {
-            return Ok((page(out, true), status));
-        }
-        let cursor = &mut cursors[i];
-        let conversation = cursor.head().cloned().expect("`best` has a head");
-        cursor.pos += 1;
-        if !seen.insert((i, conversation.id.clone())) {
-            continue;
-        }
-        if skipped < skip {
-            skipped += 1;
-            continue;
-        }
-        out.push(conversation);
     }
-}
-
-fn page(conversations: Vec<Conversation>, has_more: bool) -> Page {
-    Page {
-        conversations,
-        has_more,
+    let mut conversations = Vec::with_capacity(size);
+    while conversations.len() < size {
+        match merger.next(gw, upstream, query, request_id, stats).await? {
+            Some(c) => conversations.push(c),
+            None => break,
+        }
     }
+    let has_more = conversations.len() == size
+        && merger
+            .has_next(gw, upstream, query, request_id, stats)
+            .await?;
+    Ok((
+        Page {
+            conversations,
+            has_more,
+        },
+        merger.status(),
+    ))
 }
 
 /// Chunk `k` of one backend, through the chunk cache.

@@ -21,6 +21,11 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with("")
+}
+
+/// Like [`setup`], with `extra` appended to the config.
+fn setup_with(extra: &str) -> Setup {
     let emu_port = free_port();
     let emu = Proc(
         Command::new(BIN)
@@ -75,6 +80,7 @@ key = "{CLIENT_KEY}"
 bots = ["*"]
 requests_per_minute = 1000000
 burst = 100000
+{extra}
 "#,
             gw = free_port()
         ),
@@ -354,4 +360,57 @@ fn export_refuses_to_overwrite_or_to_resume_a_different_export() {
         let stderr = String::from_utf8_lossy(&bad.stderr);
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+}
+
+/// Vendor calls the emulator process has counted, per vendor.
+fn vendor_calls(s: &Setup) -> Value {
+    let (status, body) = http(s.emu_port, "GET", "/_emulator/requests", &[], None);
+    assert_eq!(status, 200);
+    serde_json::from_str::<Value>(&body).unwrap()["counts"].clone()
+}
+
+#[test]
+fn exporting_a_dual_read_bot_reads_each_backend_once_even_without_cache_room() {
+    // A cache with no room for a single chunk: an export that re-walked the
+    // merge for every page would re-read the backends from their start each time.
+    let s = setup_with("[cache]\nmax_bytes = 1024");
+    let out = s.out("migrating.jsonl");
+    ok(&s.export(&["--bot", "migrating", "--page-size", "5"], &out));
+    let exported = lines(&out);
+    assert_eq!(exported.len(), 137 + 83);
+    let calls = vendor_calls(&s);
+    // Chatbase: chunks of 100 → 2 pages (+1 for a possibly empty last one).
+    assert!(calls["chatbase"].as_u64().unwrap() <= 3, "{calls}");
+    // Chatling: 83 conversations at 5 per vendor page → 17 pages (+1 probe).
+    assert!(calls["chatling"].as_u64().unwrap() <= 19, "{calls}");
+    // Interrupted and resumed half-way, a dual-read export is still exact.
+    let reference = std::fs::read(&out).unwrap();
+    let again = s.out("migrating-resumed.jsonl");
+    s.fault(r#"{"vendor":"chatling","kind":{"type":"delay","ms":150}}"#);
+    let mut child = Proc(
+        s.export_cmd(&["--bot", "migrating", "--page-size", "5"], &again)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while checkpoint(&again)
+        .and_then(|c| c["next_page"].as_u64())
+        .unwrap_or(0)
+        < 6
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let cp = checkpoint(&again).unwrap();
+    assert_eq!(cp["positions"].as_array().unwrap().len(), 2, "{cp}");
+    s.clear_faults();
+    ok(&s.export(
+        &["--bot", "migrating", "--page-size", "5", "--resume"],
+        &again,
+    ));
+    assert_eq!(std::fs::read(&again).unwrap(), reference);
 }
