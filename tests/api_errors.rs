@@ -7,7 +7,7 @@ mod common;
 use awc::http::Method;
 use chatgate::demo::{DEMO_KEY, SCOPED_KEY};
 use chatgate::emulator::{FaultKind, Vendor};
-use common::{fault, status, Harness};
+use common::{chatbase_at, fault, status, Harness};
 
 const LIST: &str = "/api/v1/get-conversations";
 
@@ -291,19 +291,7 @@ async fn an_unreachable_vendor_is_502() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let h = Harness::start_with(|t| {
-        t.lines()
-            .map(|l| {
-                if l.starts_with("base_url") && l.contains("/chatbase/") {
-                    format!("base_url = \"http://127.0.0.1:{port}/chatbase/api/v1\"")
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
-    .await;
+    let h = Harness::start_with(|t| chatbase_at(t, port)).await;
     let body = h
         .get(&format!("{LIST}?chatbotId=support"))
         .await
@@ -350,19 +338,7 @@ async fn a_body_shorter_than_its_content_length_is_502_even_when_it_parses() {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"data\":[]}");
         }
     });
-    let h = Harness::start_with(|t| {
-        t.lines()
-            .map(|l| {
-                if l.starts_with("base_url") && l.contains("/chatbase/") {
-                    format!("base_url = \"http://127.0.0.1:{port}/chatbase/api/v1\"")
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
-    .await;
+    let h = Harness::start_with(|t| chatbase_at(t, port)).await;
     let body = h
         .get(&format!("{LIST}?chatbotId=support"))
         .await

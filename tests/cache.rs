@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use awc::http::Method;
 use chatgate::demo::{DEMO_KEY, SCOPED_KEY};
 use chatgate::emulator::{self, FaultKind, Vendor};
-use common::{fault, status, tune_provider, with_cache, x_cache, Harness, Resp};
+use common::{chatbase_at, fault, status, tune_provider, with_cache, x_cache, Harness, Resp};
 use futures_util::future::join_all;
 
 const LIST: &str = "/api/v1/get-conversations";
@@ -232,16 +232,7 @@ async fn concurrent_misses_while_the_vendor_fails_share_one_call_and_one_error()
     let (port, vendor_calls) = slow_failing_vendor(Duration::from_millis(400));
     let h = Harness::start_with(|t| {
         let t = tune_provider(t, "chatbase", ONE_CALL_EACH);
-        t.lines()
-            .map(|l| {
-                if l.starts_with("base_url") && l.contains("/chatbase/") {
-                    format!("base_url = \"http://127.0.0.1:{port}/chatbase/api/v1\"")
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        chatbase_at(t, port)
     })
     .await;
     let q = format!("{LIST}?chatbotId=support");

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use chatgate::emulator::{FaultKind, Vendor};
 use chrono::Timelike;
-use common::{fault_n, status, x_cache, Harness, Resp};
+use common::{chatbase_at, fault_n, status, x_cache, Harness, Resp};
 use futures_util::future::{join, join_all};
 
 const LIST: &str = "/api/v1/get-conversations";
@@ -36,20 +36,6 @@ fn tune(toml: String, provider: &str, lines: &str) -> String {
 fn tune_server(toml: String, lines: &str) -> String {
     assert!(toml.contains("[server]\n"), "no [server] in the config");
     toml.replace("[server]\n", &format!("[server]\n{lines}\n"))
-}
-
-/// Points the `[providers.chatbase]` base URL at a local port.
-fn chatbase_at(toml: String, port: u16) -> String {
-    toml.lines()
-        .map(|l| {
-            if l.starts_with("base_url") && l.contains("/chatbase/") {
-                format!("base_url = \"http://127.0.0.1:{port}/chatbase/api/v1\"")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// A distinct list query for `bot`, so the response cache never absorbs it.

@@ -279,3 +279,18 @@ pub fn with_cache(toml: String, cache: &str) -> String {
 pub fn x_cache(r: &Resp) -> &str {
     r.header("x-cache").unwrap_or("")
 }
+
+/// Points the demo config's Chatbase provider at a local server of the test's
+/// own (a raw "vendor" that misbehaves in ways the emulator cannot).
+pub fn chatbase_at(toml: String, port: u16) -> String {
+    toml.lines()
+        .map(|l| {
+            if l.starts_with("base_url") && l.contains("/chatbase/") {
+                format!("base_url = \"http://127.0.0.1:{port}/chatbase/api/v1\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
