@@ -71,6 +71,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Held until the process ends: dropping it flushes the log writer.
+    let _log_flush: Option<tracing_appender::non_blocking::WorkerGuard>;
     let path = config::resolve_path(cli.config);
     match cli.command {
         Command::CheckConfig => match config::load(&path) {
@@ -90,18 +92,18 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve => {
-            init_logging("info");
+            _log_flush = Some(init_logging("info"));
             let Some(config) = load_or_report(&path) else {
                 return ExitCode::FAILURE;
             };
             run(serve(config))
         }
         Command::Demo { bind } => {
-            init_logging("warn");
+            _log_flush = Some(init_logging("warn"));
             run(demo::run(bind))
         }
         Command::Emulate { bind } => {
-            init_logging("info");
+            _log_flush = Some(init_logging("info"));
             run(emulate(bind))
         }
         Command::Export {
@@ -114,7 +116,7 @@ fn main() -> ExitCode {
             include_raw,
             page_size,
         } => {
-            init_logging("warn");
+            _log_flush = Some(init_logging("warn"));
             let Some(config) = load_or_report(&path) else {
                 return ExitCode::FAILURE;
             };
@@ -181,15 +183,26 @@ async fn emulate(bind: SocketAddr) -> std::io::Result<()> {
 
 /// Logs go to stderr: `RUST_LOG` sets the level (default `default`), and
 /// `CHATGATE_LOG_FORMAT=json` switches to one JSON object per line.
-fn init_logging(default: &str) {
+///
+/// A background thread does the writing, so a slow stderr never holds a request
+/// (a synchronous write was the tail of the miss path's latency). It is not
+/// lossy: when its buffer is full, logging waits rather than drop a line.
+fn init_logging(default: &str) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only for a person at a terminal, never into files or collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     if std::env::var("CHATGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
     }
+    guard
 }

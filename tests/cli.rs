@@ -209,8 +209,9 @@ fn serve_with_the_repo_config_works_against_emulate() {
         None,
     );
     assert_eq!(status, 403);
-    // Stop it and read every log line it wrote: no key of any kind appears.
-    let _ = gw.0.kill();
+    // Stop it as ops do (SIGTERM flushes the log writer) and read every line it
+    // wrote: no key of any kind appears.
+    gw.signal("TERM");
     let mut logs = String::new();
     gw.0.stderr
         .take()
