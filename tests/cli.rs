@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use process::{free_port, http, wait_listening, wait_ready, Proc, BIN};
+use process::{emulator, free_port, http, wait_ready, Proc, BIN};
 
 fn repo_config() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
@@ -144,16 +144,7 @@ fn environment_overrides_the_file_and_is_named_in_errors() {
 
 #[test]
 fn serve_with_the_repo_config_works_against_emulate() {
-    let emu_port = free_port();
-    let _emu = Proc(
-        Command::new(BIN)
-            .args(["emulate", "--bind", &format!("127.0.0.1:{emu_port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(emu_port, Duration::from_secs(30));
+    let (_emu, emu_port) = emulator();
     let gw_port = free_port();
     let emu = format!("http://127.0.0.1:{emu_port}");
     let mut gw = Proc(

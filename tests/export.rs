@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use process::{bearer, free_port, http, wait_listening, wait_ready, Proc, BIN};
+use process::{bearer, emulator, free_port, http, wait_ready, Proc, BIN};
 use serde_json::Value;
 
 const CLIENT_KEY: &str = "export-test-client-key-0123";
@@ -26,16 +26,7 @@ fn setup() -> Setup {
 
 /// Like [`setup`], with `extra` appended to the config.
 fn setup_with(extra: &str) -> Setup {
-    let emu_port = free_port();
-    let emu = Proc(
-        Command::new(BIN)
-            .args(["emulate", "--bind", &format!("127.0.0.1:{emu_port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(emu_port, Duration::from_secs(30));
+    let (emu, emu_port) = emulator();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("chatgate.toml");
     let base = format!("http://127.0.0.1:{emu_port}");

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use process::{bearer, free_port, http, try_http, wait_listening, wait_ready, Proc, BIN};
+use process::{bearer, emulator, free_port, http, try_http, wait_ready, Proc, BIN};
 
 const CLIENT_KEY: &str = "operations-client-key-0123";
 const SECRETS: [&str; 4] = [
@@ -20,21 +20,6 @@ const SECRETS: [&str; 4] = [
     "emu-chatling-secret",
     CLIENT_KEY,
 ];
-
-/// An emulator process on a free port.
-fn emulator() -> (Proc, u16) {
-    let port = free_port();
-    let proc = Proc(
-        Command::new(BIN)
-            .args(["emulate", "--bind", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(port, Duration::from_secs(30));
-    (proc, port)
-}
 
 /// A config against the emulator; `support` maps to `support_provider`.
 fn config(emu: u16, gw: u16, support_provider: &str, support_bot: &str) -> String {

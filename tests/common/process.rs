@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -128,4 +128,19 @@ pub fn http(
 /// `Authorization: Bearer <key>` as a header list.
 pub fn bearer(key: &str) -> Vec<(String, String)> {
     vec![("Authorization".to_owned(), format!("Bearer {key}"))]
+}
+
+/// A `chatgate emulate` process on a free port, answering once this returns.
+pub fn emulator() -> (Proc, u16) {
+    let port = free_port();
+    let proc = Proc(
+        Command::new(BIN)
+            .args(["emulate", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port, Duration::from_secs(30));
+    (proc, port)
 }
