@@ -115,34 +115,7 @@ fn chatling_get_of_the_documented_conversation_normalizes_exactly() {
     assert_eq!(requests.len(), 2);
     assert_eq!(
         json_of(&result.unwrap()),
-        json!({
-            "id": "8977617953",
-            "chatbot_id": "support",
-            "provider": "chatling",
-            "created_at": "2024-06-14T15:45:34Z",
-            "updated_at": "2024-06-17T16:09:52Z",
-            "customer": "qtr89df0-112d-d197-b541-3f8674663246",
-            "source": "unspecified",
-            "messages": [
-                {"role": "user", "content": "Hello!", "created_at": "2024-06-14T15:45:34Z"},
-                {
-                    "role": "assistant",
-                    "content": "**Hello! How can I assist you today?**\n\nIf you have any questions related to our chatbot or services, please feel free to ask. I'm here to help!",
-                    "created_at": "2024-06-14T15:45:39Z"
-                },
-                {"role": "user", "content": "What are system variables", "created_at": "2024-06-17T16:09:45Z"},
-                {
-                    "role": "assistant",
-                    "content": "System variables are predefined variables that contain system information or can be used to perform specific actions. These variables are automatically created by the Builder.",
-                    "created_at": "2024-06-17T16:09:52Z",
-                    "sources": [
-                        {"type": "webpage", "title": "Types of variables - Chatling Documentation", "url": "https://docs.chatling.ai/builder/variables/variable-types"},
-                        {"type": "webpage", "title": "Sidebar - Chatling Documentation", "url": "https://docs.chatling.ai/builder/sidebar"},
-                        {"type": "webpage", "title": "What are variables? - Chatling Documentation", "url": "https://docs.chatling.ai/builder/variables/what-are-variables"}
-                    ]
-                }
-            ]
-        })
+        documented_conversation_normalized()
     );
 }
 

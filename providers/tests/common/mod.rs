@@ -254,3 +254,9 @@ pub fn pairs(request: &UpstreamRequest) -> Vec<(&'static str, &str)> {
         .map(|(k, v)| (*k, v.as_str()))
         .collect()
 }
+
+/// Chatling's documented retrieve-conversation example as the gateway must
+/// normalize it, shared by the list and the detail tests.
+pub fn documented_conversation_normalized() -> Value {
+    serde_json::from_slice(&fixture("chatling/retrieve_conversation.normalized.json")).unwrap()
+}
