@@ -229,6 +229,11 @@ where
         }
     }
 
+    /// Whether entries are kept at all (`cache.enabled`).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// Answers from the cache when fresh, else runs `fetch` — once for all
     /// concurrent callers of the same key — and stores its result. When `fetch`
     /// fails in a way a stale answer may cover (SPEC §5), a stale entry answers.
@@ -329,6 +334,7 @@ mod tests {
             max_requests_per_second: std::num::NonZeroU32::MIN,
             max_retries: 0,
             max_retry_wait: Duration::ZERO,
+            max_pause: Duration::from_secs(1),
             circuit_failure_threshold: std::num::NonZeroU32::MIN,
             circuit_cooldown: Duration::from_secs(1),
         }

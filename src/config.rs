@@ -96,6 +96,10 @@ struct RawServer {
     auth_failure_burst: u32,
     /// A separate address for `/metrics` (then the main address does not serve it).
     metrics_bind: Option<String>,
+    /// Vendor calls one API request may make, retries included. Default 100.
+    max_vendor_calls_per_request: u32,
+    /// Vendor body bytes held at once by the whole process. Default 64 MiB.
+    max_inflight_body_bytes: u64,
 }
 
 impl Default for RawServer {
@@ -107,6 +111,8 @@ impl Default for RawServer {
             auth_failures_per_minute: 60,
             auth_failure_burst: 20,
             metrics_bind: None,
+            max_vendor_calls_per_request: 100,
+            max_inflight_body_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -178,6 +184,10 @@ struct RawProvider {
     /// ms; longer ones are answered with 429 at once. Default 5000.
     #[serde(default = "default_max_retry_wait_ms")]
     max_retry_wait_ms: u64,
+    /// Longest a vendor 429 may pause calls to this account, seconds, whatever
+    /// `Retry-After` it sends. Default 300.
+    #[serde(default = "default_max_pause_secs")]
+    max_pause_secs: u64,
     /// Consecutive failed calls that open the circuit. Default 5.
     #[serde(default = "default_circuit_failure_threshold")]
     circuit_failure_threshold: u32,
@@ -191,6 +201,9 @@ fn default_max_retries() -> u32 {
 }
 fn default_max_retry_wait_ms() -> u64 {
     5_000
+}
+fn default_max_pause_secs() -> u64 {
+    300
 }
 fn default_circuit_failure_threshold() -> u32 {
     5
@@ -310,6 +323,12 @@ pub struct ServerConfig {
     pub auth_failures: Rate,
     /// Where `/metrics` is served alone, if not on `bind`.
     pub metrics_bind: Option<SocketAddr>,
+    /// Vendor calls one API request may make, so a deep page of a dual-read bot
+    /// (or any multi-call request) costs a bounded amount of vendor quota.
+    pub max_vendor_calls_per_request: NonZeroU32,
+    /// Vendor body bytes the process holds at once (read and being parsed): with
+    /// `cache.max_bytes`, what bounds the gateway's memory.
+    pub max_inflight_body_bytes: u64,
 }
 
 /// A GCRA rate: a sustained count per period, plus a burst.
@@ -360,6 +379,9 @@ pub struct ProviderConfig {
     pub max_retries: u32,
     /// Longest wait for a `Retry-After` or pause before retrying.
     pub max_retry_wait: Duration,
+    /// Longest pause a vendor 429 may impose: a `Retry-After` of a year (or of
+    /// 10^19 seconds) is a vendor fault, not an instruction to stop for a year.
+    pub max_pause: Duration,
     /// Consecutive failures that open the circuit.
     pub circuit_failure_threshold: NonZeroU32,
     /// Open → half-open after this.
@@ -380,6 +402,7 @@ impl fmt::Debug for ProviderConfig {
             .field("max_requests_per_second", &self.max_requests_per_second)
             .field("max_retries", &self.max_retries)
             .field("max_retry_wait", &self.max_retry_wait)
+            .field("max_pause", &self.max_pause)
             .field("circuit_failure_threshold", &self.circuit_failure_threshold)
             .field("circuit_cooldown", &self.circuit_cooldown)
             .finish()
@@ -694,6 +717,35 @@ fn from_figment(figment: &Figment, path: &Path) -> Result<Config, ConfigError> {
         }));
     }
 
+    for (name, rp) in &raw.providers {
+        if rp.max_body_bytes > raw.server.max_inflight_body_bytes {
+            p(
+                &format!("providers.{name}.max_body_bytes"),
+                format!(
+                    "is larger than server.max_inflight_body_bytes ({}): such a body could never be read",
+                    raw.server.max_inflight_body_bytes
+                ),
+            );
+        }
+    }
+
+    // A config that parses but can serve no one (an emptied file, a bad
+    // template) must be refused like any other: swapped in by a reload, it
+    // would turn every caller's valid key into a failed login.
+    if raw.bots.is_empty() {
+        p(
+            "bots",
+            "at least one bot is required ([bots.<name>] with a provider and chatbot_id)"
+                .to_owned(),
+        );
+    }
+    if raw.clients.is_empty() {
+        p(
+            "clients",
+            "at least one client is required ([clients.<name>] with a key and bots)".to_owned(),
+        );
+    }
+
     match (server, problems.is_empty()) {
         (Some(server), true) => Ok(Config {
             path: path.to_owned(),
@@ -715,12 +767,27 @@ fn validate_server(raw: &RawServer, p: &mut impl FnMut(&str, String)) -> Option<
             format!("{:?} is not an IP:port address", raw.bind),
         );
     }
-    if raw.request_timeout_ms == 0 {
-        p(
-            "server.request_timeout_ms",
-            "must be greater than 0".to_owned(),
-        );
-    }
+    in_range(
+        p,
+        "server.request_timeout_ms",
+        raw.request_timeout_ms,
+        1,
+        MAX_MS,
+    );
+    in_range(
+        p,
+        "server.max_inflight_body_bytes",
+        raw.max_inflight_body_bytes,
+        1024,
+        16 * MAX_BODY_BYTES,
+    );
+    in_range(
+        p,
+        "server.max_vendor_calls_per_request",
+        u64::from(raw.max_vendor_calls_per_request),
+        1,
+        10_000,
+    );
     let auth_failures = rate(
         "server",
         raw.auth_failures_per_minute,
@@ -748,6 +815,8 @@ fn validate_server(raw: &RawServer, p: &mut impl FnMut(&str, String)) -> Option<
         workers: raw.workers,
         request_timeout: Duration::from_millis(raw.request_timeout_ms),
         auth_failures: auth_failures?,
+        max_vendor_calls_per_request: NonZeroU32::new(raw.max_vendor_calls_per_request)?,
+        max_inflight_body_bytes: raw.max_inflight_body_bytes,
     })
 }
 
@@ -801,6 +870,14 @@ fn validate_cache(raw: &RawCache, p: &mut impl FnMut(&str, String)) -> CacheConf
             );
         }
     }
+    in_range(p, "cache.ttl_secs", raw.ttl_secs, 0, MAX_CACHE_SECS);
+    in_range(
+        p,
+        "cache.stale_if_error_secs",
+        raw.stale_if_error_secs,
+        0,
+        MAX_CACHE_SECS,
+    );
     CacheConfig {
         enabled: raw.enabled,
         ttl: Duration::from_secs(raw.ttl_secs),
@@ -855,17 +932,15 @@ fn validate_provider(
         (None, Some(k)) => Some(default_base_url(k).to_owned()),
         (None, None) => None,
     };
-    for (field, v) in [
-        ("timeout_ms", rp.timeout_ms),
-        ("connect_timeout_ms", rp.connect_timeout_ms),
-        ("max_body_bytes", rp.max_body_bytes),
+    for (field, v, lo, hi) in [
+        ("timeout_ms", rp.timeout_ms, 1, MAX_MS),
+        ("connect_timeout_ms", rp.connect_timeout_ms, 1, MAX_MS),
+        ("max_body_bytes", rp.max_body_bytes, 1, MAX_BODY_BYTES),
+        ("max_retry_wait_ms", rp.max_retry_wait_ms, 0, MAX_MS),
+        ("max_pause_secs", rp.max_pause_secs, 1, 86_400),
+        ("max_scan_pages", u64::from(rp.max_scan_pages), 1, 10_000),
     ] {
-        if v == 0 {
-            p(
-                &format!("{key}.{field}"),
-                "must be greater than 0".to_owned(),
-            );
-        }
+        in_range(p, &format!("{key}.{field}"), v, lo, hi);
     }
     let threshold = NonZeroU32::new(rp.circuit_failure_threshold);
     if threshold.is_none() {
@@ -887,12 +962,6 @@ fn validate_provider(
         );
     }
     let max_scan_pages = NonZeroU32::new(rp.max_scan_pages);
-    if max_scan_pages.is_none() {
-        p(
-            &format!("{key}.max_scan_pages"),
-            "must be greater than 0".to_owned(),
-        );
-    }
     let dialect = match (rp.dialect.as_deref(), kind) {
         (None, _) => Dialect::Current,
         (Some("current"), Some(ProviderKind::Chatzuri)) => Dialect::Current,
@@ -937,6 +1006,7 @@ fn validate_provider(
         max_requests_per_second: max_rps?,
         max_retries: rp.max_retries,
         max_retry_wait: Duration::from_millis(rp.max_retry_wait_ms),
+        max_pause: Duration::from_secs(rp.max_pause_secs),
         circuit_failure_threshold: threshold?,
         circuit_cooldown: Duration::from_secs(rp.circuit_cooldown_secs),
     })
@@ -975,6 +1045,24 @@ fn check_url(url: &str) -> Result<(), String> {
         return Err(format!("{url:?} must not have a query or fragment"));
     }
     Ok(())
+}
+
+/// Upper bound of every millisecond duration key (one hour): far above any
+/// sensible setting, and low enough that `now + duration` can never overflow.
+const MAX_MS: u64 = 3_600_000;
+
+/// Upper bound of the cache's lifetimes (one year), for the same reason.
+const MAX_CACHE_SECS: u64 = 365 * 86_400;
+
+/// Upper bound of `max_body_bytes` (1 GiB): a larger vendor body is a fault.
+const MAX_BODY_BYTES: u64 = 1 << 30;
+
+/// Reports `key` unless `lo <= value <= hi`, so no configured number can make
+/// time or size arithmetic overflow later.
+fn in_range(p: &mut impl FnMut(&str, String), key: &str, value: u64, lo: u64, hi: u64) {
+    if value < lo || value > hi {
+        p(key, format!("must be from {lo} to {hi} (got {value})"));
+    }
 }
 
 /// Bot names travel in query strings and logs: keep them plain.

@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::server::error::ApiError;
 use crate::server::params;
 use crate::server::split_cache_budget;
-use crate::upstream::{tls_config, Upstream};
+use crate::upstream::{tls_config, BodyBudget, Upstream};
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -282,8 +282,9 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
     let metrics = Arc::new(Metrics::new());
     let (_, chunk_bytes) = split_cache_budget(config.cache.max_bytes);
     let chunks = Arc::new(ChunkCache::new(&config.cache, chunk_bytes));
+    let budget = BodyBudget::new(config.server.max_inflight_body_bytes);
     let gateway = Gateway::new(config, metrics, chunks, None);
-    let upstream = Upstream::new(tls_config());
+    let upstream = Upstream::new(tls_config(), budget);
     let mut out = OpenOptions::new()
         .append(true)
         .open(&args.out)

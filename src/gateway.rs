@@ -90,12 +90,23 @@ impl ProviderRuntime {
         until.checked_duration_since(now).filter(|d| !d.is_zero())
     }
 
-    /// Extends the pause to at least `now + wait`.
+    /// Extends the pause to at least `now + wait`, never past `max_pause`.
     fn pause(&self, now: Instant, wait: Duration) {
+        let Some(new) = now.checked_add(wait.min(self.config.max_pause)) else {
+            return;
+        };
         let mut until = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-        let new = now + wait;
         if until.is_none_or(|u| u < new) {
             *until = Some(new);
+        }
+    }
+
+    /// Cuts a pause left from before a reload down to `max_pause` from `now`, so a
+    /// SIGHUP always bounds it by the bound in force.
+    fn recap_pause(&self, now: Instant) {
+        let mut until = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(u), Some(cap)) = (*until, now.checked_add(self.config.max_pause)) {
+            *until = Some(u.min(cap));
         }
     }
 
@@ -118,6 +129,7 @@ fn same_account(a: &ProviderConfig, b: &ProviderConfig) -> bool {
         && a.max_requests_per_second == b.max_requests_per_second
         && a.max_retries == b.max_retries
         && a.max_retry_wait == b.max_retry_wait
+        && a.max_pause == b.max_pause
         && a.circuit_failure_threshold == b.circuit_failure_threshold
         && a.circuit_cooldown == b.circuit_cooldown
 }
@@ -131,15 +143,40 @@ pub struct Gateway {
     chunks: Arc<ChunkCache>,
 }
 
-/// How the vendor calls of one API request went, for the log line. Shared by
-/// the concurrent chunk reads of a merged bot, hence the cells.
+/// How the vendor calls of one API request went, for the log line, and how many
+/// it may still make. Shared by the concurrent chunk reads of a merged bot,
+/// hence the cells.
 #[derive(Debug, Default, Clone)]
 pub struct UpstreamStats {
     calls: Cell<u32>,
     latency: Cell<Duration>,
+    /// The most calls this request may make (`None`: unbounded, for export,
+    /// which streams and checkpoints instead of re-walking).
+    budget: Option<NonZeroU32>,
 }
 
 impl UpstreamStats {
+    /// Stats for an API request that may make at most `max_calls` vendor calls
+    /// (`server.max_vendor_calls_per_request`): however deep the page and
+    /// however the cache is bypassed, one request costs a bounded share of the
+    /// vendor's quota.
+    pub fn with_budget(max_calls: NonZeroU32) -> Self {
+        Self {
+            budget: Some(max_calls),
+            ..Self::default()
+        }
+    }
+
+    /// Calls this request may still make (`None`: unbounded).
+    pub fn calls_left(&self) -> Option<u32> {
+        self.budget
+            .map(|b| b.get().saturating_sub(self.calls.get()))
+    }
+
+    /// The budget, when there is one.
+    pub fn budget(&self) -> Option<NonZeroU32> {
+        self.budget
+    }
     /// Vendor calls made, retries included.
     pub fn calls(&self) -> u32 {
         self.calls.get()
@@ -150,12 +187,19 @@ impl UpstreamStats {
         self.latency.get()
     }
 
-    fn call(&self) {
-        self.calls.set(self.calls.get() + 1);
+    /// Counts one call, or refuses it when the budget is spent.
+    fn call(&self) -> Result<(), UpstreamFailure> {
+        if let Some(budget) = self.budget {
+            if self.calls.get() >= budget.get() {
+                return Err(UpstreamFailure::CallBudget(budget.get()));
+            }
+        }
+        self.calls.set(self.calls.get().saturating_add(1));
+        Ok(())
     }
 
     fn spent(&self, d: Duration) {
-        self.latency.set(self.latency.get() + d);
+        self.latency.set(self.latency.get().saturating_add(d));
     }
 }
 
@@ -200,6 +244,9 @@ impl Gateway {
                     .and_then(|g| g.providers.get(name))
                     .filter(|rt| same_account(&rt.config, pc))
                     .cloned();
+                if let Some(rt) = &kept {
+                    rt.recap_pause(Instant::now());
+                }
                 let runtime = kept.unwrap_or_else(|| Arc::new(ProviderRuntime::new(pc.clone())));
                 runtime.report_circuit(&metrics);
                 (name.clone(), runtime)
@@ -483,8 +530,8 @@ impl Gateway {
                     return Err(fail(UpstreamFailure::CircuitOpen(open.retry_in)));
                 }
             };
-            // 4. the call
-            stats.call();
+            // 4. the call, if the request's budget allows one more
+            stats.call().map_err(fail)?;
             let outcome = upstream
                 .execute(&provider.config, request, request_id)
                 .await;
@@ -509,7 +556,7 @@ impl Gateway {
                     }
                     return Err(fail(e.into()));
                 }
-                Ok((response, latency)) => {
+                Ok((response, latency, body_permit)) => {
                     stats.spent(latency);
                     let status = response.status;
                     self.metrics
@@ -521,7 +568,11 @@ impl Gateway {
                     // 5. the adapter's verdict decides the breaker and the retry
                     let verdict = op
                         .on_response(response)
-                        .map_err(|e| e.redact(provider.config.api_key.expose_secret()));
+                        .map_err(|e| bounded(e, &provider.config));
+                    // Parsed and normalized: the body's reservation ends. From
+                    // here to the serialized answer there is no await, so at
+                    // most one answer per worker thread is being serialized.
+                    drop(body_permit);
                     match verdict {
                         Ok(next) => {
                             permit.success();
@@ -562,6 +613,18 @@ impl Gateway {
                 }
             }
         }
+    }
+}
+
+/// The one place a vendor's error is made safe to act on, log and answer: its
+/// text loses the provider key, and its `Retry-After` is capped at the
+/// provider's `max_pause` (a vendor asking for 10^19 seconds gets minutes).
+fn bounded(e: ProviderError, provider: &ProviderConfig) -> ProviderError {
+    match e.redact(provider.api_key.expose_secret()) {
+        ProviderError::RateLimited { retry_after } => ProviderError::RateLimited {
+            retry_after: retry_after.map(|wait| wait.min(provider.max_pause)),
+        },
+        other => other,
     }
 }
 

@@ -140,7 +140,9 @@ impl ProviderGuard {
 
 /// Failed authentications per remote IP.
 pub struct AuthFailures {
-    limiter: Keyed<IpAddr>,
+    /// Swapped whole by [`AuthFailures::forgive_all`] (governor has no clear).
+    limiter: arc_swap::ArcSwap<Keyed<IpAddr>>,
+    quota: Quota,
     /// IPs over their allowance, until when; bounded and self-expiring.
     blocked: moka::sync::Cache<IpAddr, Instant>,
 }
@@ -152,7 +154,8 @@ impl AuthFailures {
     /// A guard allowing `rate` failures per IP.
     pub fn new(rate: &Rate) -> Self {
         Self {
-            limiter: RateLimiter::keyed(quota(rate)),
+            limiter: arc_swap::ArcSwap::from_pointee(RateLimiter::keyed(quota(rate))),
+            quota: quota(rate),
             blocked: moka::sync::Cache::builder()
                 .max_capacity(Self::MAX_BLOCKED)
                 .time_to_live(rate.period)
@@ -171,23 +174,35 @@ impl AuthFailures {
 
     /// Counts a failed attempt from `ip`.
     pub fn record_failure(&self, ip: IpAddr) {
-        if let Err(not_until) = self.limiter.check_key(&ip) {
-            let wait = not_until.wait_time_from(self.limiter.clock().now());
-            self.blocked.insert(ip, Instant::now() + wait);
+        let limiter = self.limiter.load();
+        if let Err(not_until) = limiter.check_key(&ip) {
+            let wait = not_until.wait_time_from(limiter.clock().now());
+            if let Some(until) = Instant::now().checked_add(wait) {
+                self.blocked.insert(ip, until);
+            }
         }
+    }
+
+    /// Forgets every failure: after a reload, a key that failed may be valid
+    /// (a client added back, a typo fixed), and its callers must not keep paying
+    /// for the old config's refusals.
+    pub fn forgive_all(&self) {
+        self.limiter.store(Arc::new(RateLimiter::keyed(self.quota)));
+        self.blocked.invalidate_all();
     }
 
     /// Drops state of IPs whose buckets are full again (they are
     /// indistinguishable from IPs never seen). Run periodically.
     pub fn prune(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
+        let limiter = self.limiter.load();
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
         self.blocked.run_pending_tasks();
     }
 
     /// IPs with tracked state (for tests and metrics).
     pub fn tracked(&self) -> usize {
-        self.limiter.len()
+        self.limiter.load().len()
     }
 }
 

@@ -10,6 +10,13 @@ use chatgate::config::{self, Config};
 use chatgate::{demo, emulator, export, server};
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than the system allocator: glibc keeps per-thread arenas
+/// and rarely returns freed memory, so after bursts of large vendor bodies the
+/// process kept hundreds of MiB it no longer used; mimalloc returns it, which
+/// is what lets memory stay within the documented budget (README "Memory").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// One normalized get-conversations API in front of Chatbase, Chatzuri and Chatling.
 #[derive(Parser)]
 #[command(version, about)]

@@ -25,7 +25,7 @@ use futures_util::future::join_all;
 use crate::cache::{BackendId, CacheStatus, Stored, SwrCache, Weigh};
 use crate::config::{Backend, BotConfig};
 use crate::gateway::{Gateway, UpstreamStats};
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, UpstreamFailure};
 use crate::upstream::Upstream;
 
 /// Conversations per backend chunk: the largest page every vendor accepts.
@@ -315,6 +315,7 @@ pub async fn merged_page(
     stats: &UpstreamStats,
 ) -> Result<(Page, CacheStatus), ApiError> {
     let size = query.size.get() as usize;
+    refuse_unreachable(gw, bot, query, bypass, stats)?;
     let mut merger = Merger::new(bot, None, bypass);
     for _ in 0..query.window_start() {
         if merger
@@ -343,6 +344,33 @@ pub async fn merged_page(
         },
         merger.status(),
     ))
+}
+
+/// Refuses at once, before any vendor call, a page that the request's call
+/// budget cannot reach: when no chunk can come from the cache (bypassed or
+/// disabled), skipping `window_start` conversations takes at least one chunk
+/// read per [`CHUNK`] of them, so a deep page asked with `no-cache` is answered
+/// cheaply instead of spending the budget first.
+fn refuse_unreachable(
+    gw: &Gateway,
+    bot: &BotConfig,
+    query: &ListQuery,
+    bypass: bool,
+    stats: &UpstreamStats,
+) -> Result<(), ApiError> {
+    let cold = bypass || !gw.chunks().is_enabled();
+    let (Some(left), Some(budget)) = (stats.calls_left(), stats.budget()) else {
+        return Ok(());
+    };
+    let needed = query.window_start().div_ceil(u64::from(CHUNK));
+    if cold && needed > u64::from(left) {
+        let kind = gw.runtime(&bot.backends[0])?.kind();
+        return Err(ApiError::upstream(
+            kind,
+            UpstreamFailure::CallBudget(budget.get()),
+        ));
+    }
+    Ok(())
 }
 
 /// Chunk `k` of one backend, through the chunk cache.

@@ -4,19 +4,28 @@
 //! awc clients are not `Send`, so each actix worker owns an [`Upstream`] with one
 //! client per provider (each provider has its own connect timeout). This is the
 //! only place a provider key is exposed, to build the `Authorization` header.
+//!
+//! Memory: every vendor body is read into one buffer sized from its
+//! `Content-Length`, after reserving its size from a process-wide
+//! [`BodyBudget`], and the reservation is held until the adapter has parsed and
+//! normalized it (the gateway drops it then).
+//! However many callers and vendors send large answers at once, the bodies in
+//! flight never exceed `server.max_inflight_body_bytes`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use awc::error::{PayloadError, SendRequestError};
+use awc::error::SendRequestError;
 use awc::http::header;
 use awc::http::Method as HttpMethod;
-use bytes::Bytes;
+use bytes::BytesMut;
 use chatgate_providers::{Method, UpstreamRequest, UpstreamResponse};
 use chrono::Utc;
+use futures_util::StreamExt;
 use secrecy::ExposeSecret;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ProviderConfig;
 
@@ -37,18 +46,63 @@ pub enum TransportError {
     Body(String),
 }
 
+/// First allocation for a body of unknown length.
+const UNKNOWN_LENGTH_START: usize = 16 * 1024;
+
+/// The vendor body bytes the whole process may hold at once (every worker, every
+/// provider), so memory stays within a documented budget however many large
+/// answers arrive together. Counted in KiB so a 1 GiB reservation fits the
+/// semaphore's `u32`.
+#[derive(Clone)]
+pub struct BodyBudget {
+    permits: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    /// A budget of `max_bytes` (at least one KiB).
+    pub fn new(max_bytes: u64) -> Self {
+        let kib = usize::try_from(max_bytes.div_ceil(1024))
+            .unwrap_or(usize::MAX)
+            .clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            permits: Arc::new(Semaphore::new(kib)),
+        }
+    }
+
+    /// Reserves room for a body of `bytes`, waiting while other bodies hold it.
+    async fn reserve(&self, bytes: usize) -> Result<BodyPermit, TransportError> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        self.permits
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map(|held| BodyPermit { _held: held })
+            .map_err(|_| TransportError::Connect("the body budget is closed".to_owned()))
+    }
+}
+
+/// A body's share of the [`BodyBudget`]; dropping it frees the room, so the
+/// caller holds it until the adapter has parsed and normalized the body.
+#[must_use = "the body's memory is accounted for only while this is held"]
+#[derive(Debug)]
+pub struct BodyPermit {
+    _held: OwnedSemaphorePermit,
+}
+
 /// One worker's HTTP clients to the vendors.
 pub struct Upstream {
     tls: Arc<rustls::ClientConfig>,
     clients: RefCell<HashMap<(String, Duration), awc::Client>>,
+    budget: BodyBudget,
 }
 
 impl Upstream {
-    /// A client set sharing one TLS configuration.
-    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+    /// A client set sharing one TLS configuration and the process's body budget.
+    pub fn new(tls: Arc<rustls::ClientConfig>, budget: BodyBudget) -> Self {
         Self {
             tls,
             clients: RefCell::new(HashMap::new()),
+            budget,
         }
     }
 
@@ -76,13 +130,14 @@ impl Upstream {
     }
 
     /// Sends one request and reads the whole answer, within the provider's
-    /// timeout. Returns how long it took as well.
+    /// timeout (waiting for body budget included). Returns how long it took, and
+    /// the body's reservation, to hold until the body is parsed.
     pub async fn execute(
         &self,
         provider: &ProviderConfig,
         request: &UpstreamRequest,
         request_id: &str,
-    ) -> Result<(UpstreamResponse, Duration), TransportError> {
+    ) -> Result<(UpstreamResponse, Duration, BodyPermit), TransportError> {
         let started = Instant::now();
         let url = format!("{}{}", provider.base_url, request.path);
         let method = match request.method {
@@ -122,12 +177,23 @@ impl Upstream {
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            let body: Bytes = response.body().limit(limit).await.map_err(|e| match e {
-                PayloadError::Overflow => TransportError::TooLarge(limit),
-                other => TransportError::Body(other.to_string()),
-            })?;
-            // awc hands back a Content-Length body cut off mid-way as if it were
-            // whole; a short body that still parses must not pass as the answer.
+            let declared_len = declared.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+            if declared_len.is_some_and(|n| n > limit) {
+                return Err(TransportError::TooLarge(limit));
+            }
+            let permit = self.budget.reserve(declared_len.unwrap_or(limit)).await?;
+            let mut body =
+                BytesMut::with_capacity(declared_len.unwrap_or(UNKNOWN_LENGTH_START.min(limit)));
+            while let Some(chunk) = response.next().await {
+                let chunk = chunk.map_err(|e| TransportError::Body(e.to_string()))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(TransportError::TooLarge(limit));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let body = body.freeze();
+            // A Content-Length body cut off mid-way must not pass as the answer,
+            // even when the short part still parses.
             if declared.is_some_and(|n| n != body.len() as u64) {
                 return Err(TransportError::Body(format!(
                     "{} of {} declared bytes arrived",
@@ -140,15 +206,18 @@ impl Upstream {
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            Ok(UpstreamResponse {
-                status: response.status().as_u16(),
-                retry_after,
-                body,
-                received_at: Utc::now(),
-            })
+            Ok((
+                UpstreamResponse {
+                    status: response.status().as_u16(),
+                    retry_after,
+                    body,
+                    received_at: Utc::now(),
+                },
+                permit,
+            ))
         };
         match tokio::time::timeout(provider.timeout, call).await {
-            Ok(result) => result.map(|r| (r, started.elapsed())),
+            Ok(result) => result.map(|(r, permit)| (r, started.elapsed(), permit)),
             Err(_) => Err(TransportError::Timeout(provider.timeout)),
         }
     }

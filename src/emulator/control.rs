@@ -22,9 +22,14 @@ use super::faults::Fault;
 use super::state::EmulatorState;
 use super::Vendor;
 
+/// Largest control request body (a fault carrying a large vendor answer).
+const CONTROL_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
 /// The `/_emulator` scope.
 pub(crate) fn scope() -> Scope {
     web::scope("/_emulator")
+        // A fault's body may be a whole hostile vendor answer of many MiB.
+        .app_data(web::PayloadConfig::new(CONTROL_BODY_LIMIT))
         .service(
             web::resource("/faults")
                 .route(web::post().to(add_fault))

@@ -75,6 +75,14 @@ pub enum UpstreamFailure {
     /// The circuit breaker is open after repeated vendor failures.
     #[error("the vendor has been failing; calls resume in {} s", whole_seconds(*.0))]
     CircuitOpen(Duration),
+    /// The request needed more vendor calls than `server.max_vendor_calls_per_request`.
+    #[error(
+        "this request needed more than {0} vendor calls (a deep page of a dual-read \
+         bot, or a vendor failing repeatedly); ask for a shallower page, page in \
+         order so cached chunks are reused, use `chatgate export` for full walks, or \
+         raise server.max_vendor_calls_per_request"
+    )]
+    CallBudget(u32),
     /// The gateway's own guard of the vendor's quota had no slot in time.
     #[error("the gateway is holding calls to this vendor to its quota; retry in {} s", whole_seconds(*.0))]
     Throttled(Duration),
@@ -118,7 +126,9 @@ impl ApiError {
                 },
                 UpstreamFailure::Transport(TransportError::Timeout(_))
                 | UpstreamFailure::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-                UpstreamFailure::Transport(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+                UpstreamFailure::Transport(_) | UpstreamFailure::CallBudget(_) => {
+                    (StatusCode::BAD_GATEWAY, "upstream_error")
+                }
                 UpstreamFailure::Throttled(_) | UpstreamFailure::Paused(_) => {
                     (StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited")
                 }
@@ -176,6 +186,7 @@ impl ApiError {
                 | UpstreamFailure::Throttled(_)
                 | UpstreamFailure::Paused(_)
                 | UpstreamFailure::CircuitOpen(_) => true,
+                UpstreamFailure::CallBudget(_) => false,
             },
             _ => false,
         }

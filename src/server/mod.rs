@@ -22,7 +22,7 @@ use crate::gateway::Gateway;
 use crate::limits::{AuthFailures, ClientLimits};
 use crate::merge::ChunkCache;
 use crate::metrics::Metrics;
-use crate::upstream::{tls_config, Upstream};
+use crate::upstream::{tls_config, BodyBudget, Upstream};
 
 /// The content type of every API response.
 pub const JSON: &str = "application/json; charset=utf-8";
@@ -110,6 +110,7 @@ impl AppState {
             gateway,
             client_limits,
         }));
+        self.auth_failures.forgive_all();
         self.metrics.config_loaded(unix_now());
     }
 }
@@ -191,11 +192,22 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
     metrics.config_loaded(unix_now());
 
     let tls = tls_config();
+    let body_budget = BodyBudget::new(
+        state
+            .runtime()
+            .gateway
+            .config
+            .server
+            .max_inflight_body_bytes,
+    );
     let app_state = state.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
-            .app_data(web::Data::new(Upstream::new(tls.clone())))
+            .app_data(web::Data::new(Upstream::new(
+                tls.clone(),
+                body_budget.clone(),
+            )))
             .wrap(middleware::from_fn(request_log::middleware))
             .configure(routes::configure)
             .default_service(web::to(routes::no_route))

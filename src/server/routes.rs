@@ -93,7 +93,7 @@ async fn list(
     let key = CacheKey::list(bot, rt.gateway.backend_ids(bot)?, &params.query);
     let rid = request_id(req);
     let bypass = skips_cache(req);
-    let stats = UpstreamStats::default();
+    let stats = UpstreamStats::with_budget(rt.gateway.config.server.max_vendor_calls_per_request);
     let fetch = rt
         .gateway
         .list(upstream, bot, &params.query, &rid, bypass, &stats);
@@ -118,7 +118,7 @@ async fn get_conversation(
     let backends = rt.gateway.backend_ids(bot).map_err(fail(&req))?;
     let key = CacheKey::get(bot, backends, &conversation_id, params.include_raw);
     let rid = request_id(&req);
-    let stats = UpstreamStats::default();
+    let stats = UpstreamStats::with_budget(rt.gateway.config.server.max_vendor_calls_per_request);
     let fetch = rt.gateway.get(
         &upstream,
         bot,
