@@ -521,7 +521,7 @@ impl Gateway {
                     // 5. the adapter's verdict decides the breaker and the retry
                     let verdict = op
                         .on_response(response)
-                        .map_err(|e| e.redact(provider.config.api_key.expose_secret()));
+                        .map_err(|e| e.sanitize(provider.config.api_key.expose_secret()));
                     match verdict {
                         Ok(next) => {
                             permit.success();

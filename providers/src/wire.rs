@@ -10,6 +10,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use crate::error::ProviderError;
+use crate::sanitize;
 
 /// Everything but RFC 3986 unreserved characters is encoded in a path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -56,7 +57,8 @@ pub fn lenient_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Stri
 }
 
 /// Parses an RFC 3339 timestamp with `Z` or any offset, with or without
-/// fractional seconds, into UTC.
+/// fractional seconds, into UTC. The value is quoted capped, not shortened, so
+/// sanitizing sees it whole.
 pub fn parse_time(field: &str, value: &str, status: u16) -> Result<DateTime<Utc>, ProviderError> {
     DateTime::parse_from_rfc3339(value.trim())
         .map(|t| t.with_timezone(&Utc))
@@ -64,16 +66,18 @@ pub fn parse_time(field: &str, value: &str, status: u16) -> Result<DateTime<Utc>
             status,
             reason: format!(
                 "`{field}` is not an RFC 3339 timestamp: {:?}",
-                shorten(value, 64)
+                sanitize::cap(value)
             ),
         })
 }
 
-/// Turns a JSON error into an [`ProviderError::InvalidBody`].
+/// Turns a JSON error into an [`ProviderError::InvalidBody`]. serde_json quotes
+/// the offending value, so the text is vendor text: capped, not shortened, so
+/// sanitizing sees it whole.
 pub fn invalid_json(status: u16, err: &serde_json::Error) -> ProviderError {
     ProviderError::InvalidBody {
         status,
-        reason: shorten(&err.to_string(), 200),
+        reason: sanitize::cap(&err.to_string()),
     }
 }
 
@@ -87,7 +91,8 @@ pub fn shorten(s: &str, max: usize) -> String {
 }
 
 /// Reads a vendor error body's message: a JSON `message` or `error` string if
-/// present (vendors.md), else the status's reason phrase.
+/// present (vendors.md), else the status's reason phrase. The message is only
+/// capped ([`sanitize::cap`]): it is shortened when it is sanitized.
 pub fn error_message(status: u16, body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct ErrorBody {
@@ -109,7 +114,7 @@ pub fn error_message(status: u16, body: &[u8]) -> String {
                 })
         });
     match from_body {
-        Some(m) => shorten(m.trim(), 300),
+        Some(m) => sanitize::cap(m.trim()),
         None => reason_phrase(status).to_owned(),
     }
 }
@@ -195,6 +200,65 @@ mod tests {
                 + chrono::Duration::milliseconds(250)
         );
         assert!(parse_time("created_at", "2024-06-14", 200).is_err());
+    }
+
+    fn reason(e: ProviderError) -> String {
+        match e {
+            ProviderError::InvalidBody {
+                status: 200,
+                reason,
+            } => reason,
+            other => panic!("expected InvalidBody from a 200, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_timestamp_is_quoted_whole_for_sanitizing() {
+        let value = format!("{}\u{1b}", "9".repeat(100));
+        let r = reason(parse_time("created_at", &value, 200).unwrap_err());
+        assert_eq!(
+            r,
+            format!("`created_at` is not an RFC 3339 timestamp: {value:?}")
+        );
+    }
+
+    #[test]
+    fn a_json_error_quoting_the_key_is_kept_whole_until_sanitized() {
+        let key = "sk-live-0123456789abcdef";
+        let body = format!(r#"{{"per_page": "{}{key}"}}"#, "p".repeat(190));
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Pages {
+            per_page: u32,
+        }
+        let err = serde_json::from_str::<Pages>(&body).unwrap_err();
+        let e = invalid_json(200, &err);
+        assert!(reason(e.clone()).contains(key));
+        let clean = reason(e.sanitize(key));
+        assert!(!clean.contains("sk-live"), "{clean}");
+        assert!(clean.contains("[redacted]"), "{clean}");
+    }
+
+    #[test]
+    fn an_error_message_straddling_the_old_cut_keeps_no_key_prefix() {
+        let key = "sk-live-0123456789abcdef";
+        // The old code cut at 300 first, leaving `sk-live-01`, then looked for
+        // the whole key and found nothing.
+        for (pad, expected) in [(290, "[redacted]"), (295, "…")] {
+            let body = format!(r#"{{"message": "{}{key}"}}"#, "m".repeat(pad));
+            let e = error_from_status(401, None, body.as_bytes(), Utc::now(), |_| None);
+            let ProviderError::Unauthorized { message, .. } = e.clone().sanitize(key) else {
+                panic!("{e:?}");
+            };
+            assert_eq!(message, format!("{}{expected}", "m".repeat(pad)));
+        }
+    }
+
+    #[test]
+    fn vendor_messages_are_capped_not_shortened() {
+        let body = format!(r#"{{"message": "{}"}}"#, "é".repeat(10_000));
+        let m = error_message(500, body.as_bytes());
+        assert_eq!(m.chars().count(), sanitize::MAX_VENDOR_TEXT_CHARS + 1);
     }
 
     #[test]
