@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -57,18 +57,27 @@ pub fn lenient_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Stri
 }
 
 /// Parses an RFC 3339 timestamp with `Z` or any offset, with or without
-/// fractional seconds, into UTC. The value is quoted capped, not shortened, so
+/// fractional seconds, into UTC.
+///
+/// The instant must fall in the years 0000 to 9999 in UTC: callers are promised
+/// `YYYY-MM-DDTHH:MM:SS[.fff]Z` ([`format_time`](crate::model::format_time)),
+/// which chrono prints only for those years. An offset can push a valid-looking
+/// value out of them (`9999-12-31T23:59:59-23:59` is in the year 10000 in UTC),
+/// and such a vendor value is refused rather than normalized into a timestamp
+/// callers cannot parse. A refused value is quoted capped, not shortened, so
 /// sanitizing sees it whole.
 pub fn parse_time(field: &str, value: &str, status: u16) -> Result<DateTime<Utc>, ProviderError> {
-    DateTime::parse_from_rfc3339(value.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| ProviderError::InvalidBody {
-            status,
-            reason: format!(
-                "`{field}` is not an RFC 3339 timestamp: {:?}",
-                sanitize::cap(value)
-            ),
-        })
+    let invalid = |what: &str| ProviderError::InvalidBody {
+        status,
+        reason: format!("`{field}` {what}: {:?}", sanitize::cap(value)),
+    };
+    let t = DateTime::parse_from_rfc3339(value.trim())
+        .map_err(|_| invalid("is not an RFC 3339 timestamp"))?
+        .with_timezone(&Utc);
+    if !(0..=9999).contains(&t.year()) {
+        return Err(invalid("is outside the years 0000 to 9999 in UTC"));
+    }
+    Ok(t)
 }
 
 /// Turns a JSON error into an [`ProviderError::InvalidBody`]. serde_json quotes
@@ -209,6 +218,39 @@ mod tests {
                 reason,
             } => reason,
             other => panic!("expected InvalidBody from a 200, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn timestamps_an_offset_pushes_past_year_9999_are_refused() {
+        let e = parse_time("created_at", "9999-12-31T23:59:59-23:59", 200).unwrap_err();
+        assert_eq!(
+            reason(e),
+            "`created_at` is outside the years 0000 to 9999 in UTC: \"9999-12-31T23:59:59-23:59\""
+        );
+        assert!(parse_time("created_at", "9999-12-31T23:59:60-00:01", 200).is_err());
+    }
+
+    #[test]
+    fn timestamps_an_offset_pulls_before_year_0000_are_refused() {
+        let e = parse_time("updated_at", "0000-01-01T00:00:00+23:59", 200).unwrap_err();
+        assert!(reason(e).starts_with("`updated_at` is outside the years 0000 to 9999"));
+        assert!(parse_time("created_at", "0000-01-01T00:00:00.000000001+00:01", 200).is_err());
+    }
+
+    #[test]
+    fn timestamps_at_the_year_boundaries_are_kept_and_print_four_digits() {
+        for (value, normalized) in [
+            ("0000-01-01T00:00:00Z", "0000-01-01T00:00:00Z"),
+            ("0000-01-01T23:59:00+23:59", "0000-01-01T00:00:00Z"),
+            (
+                "9999-12-31T23:59:59.999999999Z",
+                "9999-12-31T23:59:59.999999999Z",
+            ),
+            ("9999-12-31T00:00:00-23:59", "9999-12-31T23:59:00Z"),
+        ] {
+            let t = parse_time("created_at", value, 200).unwrap();
+            assert_eq!(crate::model::format_time(&t), normalized, "{value}");
         }
     }
 

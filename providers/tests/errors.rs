@@ -661,3 +661,37 @@ fn retryability_per_error_kind() {
         assert_eq!(err.is_retryable(), retryable, "{err:?}");
     }
 }
+
+#[test]
+fn every_vendor_refuses_timestamps_outside_four_digit_years() {
+    for value in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+23:59"] {
+        for (dir, kind, dialect) in adapters() {
+            let bodies = match dir {
+                "chatling" => vec![
+                    format!(
+                        r#"{{"status":"success","data":{{"pages":{{"current_page":1,"last_page":1,"per_page":5}},"conversations":[{{"id":"1","created_at":"{value}"}}]}}}}"#
+                    ),
+                    format!(
+                        r#"{{"status":"success","data":{{"pages":{{"current_page":1,"last_page":1,"per_page":5}},"conversations":[{{"id":"1","created_at":"2024-01-01T00:00:00Z","messages":[{{"role":"user","text":"hi","created_at":"{value}"}}]}}]}}}}"#
+                    ),
+                ],
+                _ => vec![
+                    format!(r#"{{"data":[{{"id":"c1","created_at":"{value}"}}]}}"#),
+                    format!(
+                        r#"{{"data":[{{"id":"c1","created_at":"2024-01-01T00:00:00Z","updated_at":"{value}"}}]}}"#
+                    ),
+                ],
+            };
+            for body in bodies {
+                let err = list(kind, dialect, ok(body)).unwrap_err();
+                let reason = invalid_body_reason(&err, 200);
+                assert!(
+                    reason.contains("outside the years 0000 to 9999")
+                        && reason.contains(&format!("{value:?}")),
+                    "{kind}: {reason}"
+                );
+                assert_eq!(err.upstream_status(), Some(200));
+            }
+        }
+    }
+}
