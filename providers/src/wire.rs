@@ -145,15 +145,26 @@ fn reason_phrase(status: u16) -> &'static str {
 }
 
 /// Parses `Retry-After` (delay-seconds or an HTTP-date) relative to `now`.
+///
+/// Total: never panics, whatever the vendor sends. Delay-seconds is digits only
+/// (RFC 9110): a number too large for a `u64` saturates to `u64::MAX` seconds, as
+/// a vendor asking to wait forever must not be read as sending no header (and so
+/// waiting a default second); the caller bounds the wait. A sign, a fraction or
+/// anything else that is not an HTTP-date is `None`. A date in the past is zero.
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
         return Some(Duration::from_secs(secs));
     }
     let at = DateTime::parse_from_rfc2822(value)
         .ok()?
         .with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+    Some(
+        at.signed_duration_since(now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Maps a non-success answer to an error the way every vendor's status codes mean
@@ -330,6 +341,70 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn retry_after_seconds_too_large_for_u64_saturate() {
+        let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 28, 0).unwrap();
+        let forever = Some(Duration::from_secs(u64::MAX));
+        for value in [
+            "99999999999999999999999",
+            "18446744073709551616",
+            " 18446744073709551615 ",
+        ] {
+            assert_eq!(parse_retry_after(value, now), forever, "{value}");
+        }
+        for (value, secs) in [
+            ("10000000000000000000", 10_000_000_000_000_000_000),
+            ("9223372036854775807", 9_223_372_036_854_775_807),
+            ("0", 0),
+            ("007", 7),
+        ] {
+            assert_eq!(
+                parse_retry_after(value, now),
+                Some(Duration::from_secs(secs)),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_signs_fractions_and_garbage_are_none() {
+        let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 28, 0).unwrap();
+        for value in [
+            "-1",
+            "-99999999999999999999999",
+            "+5",
+            "1.5",
+            "",
+            " ",
+            "1e3",
+            "٣",
+            "Wed, 21 Oct 2015 07:28:30",
+        ] {
+            assert_eq!(parse_retry_after(value, now), None, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_dates_in_the_past_are_zero_and_year_9999_is_fine() {
+        let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 28, 0).unwrap();
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        let far = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap();
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            Some((far - now).to_std().unwrap())
+        );
+        let max = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", max),
+            Some(Duration::ZERO)
+        );
+        let min = DateTime::<Utc>::MIN_UTC;
+        assert!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", min).is_some());
     }
 
     #[test]

@@ -144,6 +144,23 @@ fn every_vendor_honours_a_429_retry_after_http_date() {
 }
 
 #[test]
+fn every_vendor_reads_a_retry_after_too_large_for_u64_as_forever_not_as_absent() {
+    for (dir, kind, dialect) in adapters() {
+        let response = with_retry_after(
+            answer(429, fixture(&format!("{dir}/error_429.json"))),
+            "99999999999999999999999",
+        );
+        assert_eq!(
+            list(kind, dialect, response).unwrap_err(),
+            ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(u64::MAX))
+            },
+            "{kind}"
+        );
+    }
+}
+
+#[test]
 fn chatbase_and_chatzuri_429_without_retry_after_has_no_wait() {
     for (dir, kind, dialect) in adapters() {
         if kind == ProviderKind::Chatling {
