@@ -164,6 +164,8 @@ struct Answer {
     /// Make `data.pages.current_page` the page asked for, so paged vendors go
     /// deeper than their first consistency check.
     follow_pages: bool,
+    /// With `follow_pages`: claim this many pages in all.
+    last_page: Option<u64>,
     received_at: DateTime<Utc>,
 }
 
@@ -392,19 +394,76 @@ fn answer() -> impl Strategy<Value = Answer> {
             retry_after,
             body,
             follow_pages,
+            last_page: None,
             received_at,
         },
     )
 }
 
+/// A documented answer to whatever was asked, following the pages, with at
+/// most one hostile value in it: what keeps a multi-call operation going long
+/// enough to reach its later pages, its re-plans and its scan bound.
+fn steady_answer() -> impl Strategy<Value = Answer> {
+    let light = prop_oneof![
+        hostile_string().prop_map(|s| MutationKind::Replace(Value::String(s))),
+        extreme_number().prop_map(MutationKind::Replace),
+        Just(MutationKind::DuplicateArray),
+    ];
+    let last_page = prop_oneof![
+        Just(None),
+        Just(Some(1_000)),
+        Just(Some(u64::from(u32::MAX))),
+        Just(Some(u64::MAX)),
+    ];
+    (
+        any::<usize>(),
+        vec((any::<usize>(), light), 0..2),
+        last_page,
+    )
+        .prop_map(|(seed, mutations, last_page)| Answer {
+            status: 200,
+            retry_after: None,
+            body: BodySpec::Fixture {
+                seed,
+                plausible: true,
+                mutations: mutations
+                    .into_iter()
+                    .map(|(at, kind)| Mutation { at, kind })
+                    .collect(),
+                truncate_at: None,
+            },
+            follow_pages: true,
+            last_page,
+            received_at: common::now(),
+        })
+}
+
+/// Mostly a pool of hostile answers picked at random; sometimes a steady
+/// answer that is picked most of the time, with the hostile ones in between.
 fn vendor() -> impl Strategy<Value = Vendor> {
-    (vec(answer(), 1..6), vec(any::<usize>(), 1..16), 0u8..4).prop_map(
+    let hostile = (vec(answer(), 1..6), vec(any::<usize>(), 1..16), 0u8..4).prop_map(
         |(answers, picks, retries)| Vendor {
             answers,
             picks,
             retries,
         },
+    );
+    let steady = (
+        steady_answer(),
+        vec(answer(), 0..3),
+        vec(prop_oneof![6 => Just(0usize), 1 => any::<usize>()], 1..32),
+        0u8..4,
     )
+        .prop_map(|(steady, others, picks, retries)| {
+            let mut answers = vec![steady];
+            answers.extend(others);
+            Vendor {
+                answers,
+                picks,
+                retries,
+            }
+        });
+    prop_oneof![2 => hostile, 1 => steady]
 }
 
 // ---- what the gateway asks ----
@@ -482,7 +541,7 @@ fn materialize(answer: &Answer, seeds: &[Seed], request: &UpstreamRequest) -> Up
                         apply(&mut json, m);
                     }
                     if answer.follow_pages {
-                        follow_pages(&mut json, request);
+                        follow_pages(&mut json, request, answer.last_page);
                     }
                     deep_nest(serde_json::to_string(&json).unwrap())
                 }
@@ -606,10 +665,11 @@ fn apply(json: &mut Value, m: &Mutation) {
     }
 }
 
-/// Sets `data.pages.current_page` to the page the request asked for, when the
-/// answer has such a field, and makes the conversation ids of each page
-/// distinct, as a vendor whose pages really differ would.
-fn follow_pages(json: &mut Value, request: &UpstreamRequest) {
+/// Sets `data.pages.current_page` to the page the request asked for (and
+/// `last_page` when given), when the answer has such a field, and makes each
+/// page's conversations distinct and older than the page before, as a vendor
+/// whose pages really differ would.
+fn follow_pages(json: &mut Value, request: &UpstreamRequest, last_page: Option<u64>) {
     let Some(page) = request
         .query
         .iter()
@@ -624,7 +684,15 @@ fn follow_pages(json: &mut Value, request: &UpstreamRequest) {
         .and_then(Value::as_object_mut)
     {
         pages.insert("current_page".to_owned(), Value::from(page));
+        if let Some(last) = last_page {
+            pages.insert("last_page".to_owned(), Value::from(last));
+        }
     }
+    // The fixtures span under two days.
+    let age = i64::try_from(page.saturating_sub(1))
+        .ok()
+        .and_then(|p| p.checked_mul(2))
+        .and_then(chrono::TimeDelta::try_days);
     let conversations = json
         .get_mut("data")
         .and_then(|d| d.get_mut("conversations"))
@@ -632,6 +700,15 @@ fn follow_pages(json: &mut Value, request: &UpstreamRequest) {
     for c in conversations.into_iter().flatten() {
         if let Some(Value::String(id)) = c.get_mut("id") {
             id.push_str(&format!("-p{page}"));
+        }
+        if let Some(Value::String(t)) = c.get_mut("created_at") {
+            let older = DateTime::parse_from_rfc3339(t)
+                .ok()
+                .zip(age)
+                .and_then(|(t, age)| t.checked_sub_signed(age));
+            if let Some(older) = older {
+                *t = older.to_rfc3339();
+            }
         }
     }
 }
