@@ -617,10 +617,11 @@ impl Gateway {
 }
 
 /// The one place a vendor's error is made safe to act on, log and answer: its
-/// text loses the provider key, and its `Retry-After` is capped at the
+/// text loses the provider key (and any long fragment of it) and its control
+/// characters, and its `Retry-After` is capped at the
 /// provider's `max_pause` (a vendor asking for 10^19 seconds gets minutes).
 fn bounded(e: ProviderError, provider: &ProviderConfig) -> ProviderError {
-    match e.redact(provider.api_key.expose_secret()) {
+    match e.sanitize(provider.api_key.expose_secret()) {
         ProviderError::RateLimited { retry_after } => ProviderError::RateLimited {
             retry_after: retry_after.map(|wait| wait.min(provider.max_pause)),
         },

@@ -22,6 +22,7 @@ use crate::model::{
     Conversation, KbSource, ListQuery, Message, Page, ProviderKind, RangePosition, Role, Target,
 };
 use crate::request::{UpstreamRequest, UpstreamResponse};
+use crate::sanitize;
 use crate::sources::Source;
 use crate::wire::{
     self, error_from_status, invalid_json, lenient_opt_string, lenient_string, parse_time,
@@ -176,16 +177,17 @@ fn open<T: DeserializeOwned>(response: &UpstreamResponse) -> Result<T, ProviderE
             status,
             reason: "a success envelope without `data`".to_owned(),
         }),
+        // Vendor text is only capped here; it is shortened when sanitized.
         (other, _) => Err(ProviderError::InvalidBody {
             status,
             reason: format!(
                 "envelope status {:?} with HTTP {status}: {}",
-                wire::shorten(other, 32),
+                sanitize::cap(other),
                 envelope
                     .message
                     .as_ref()
                     .and_then(|m| m.as_str())
-                    .map(|m| wire::shorten(m, 200))
+                    .map(sanitize::cap)
                     .unwrap_or_default()
             ),
         }),

@@ -5,10 +5,14 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::sanitize;
+
 /// A vendor call's failure, as an adapter classifies it.
 ///
-/// Messages quote the vendor's own `message` (shortened) but never a key: adapters
-/// never see one.
+/// Messages and reasons quote the vendor's own text, raw but for a generous cap
+/// ([`MAX_VENDOR_TEXT_CHARS`](crate::sanitize::MAX_VENDOR_TEXT_CHARS)). Adapters
+/// never see the provider's key, so they cannot redact it: whoever holds the key
+/// calls [`sanitize`](Self::sanitize) before the error is logged or answered.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum ProviderError {
     /// The vendor rejected the gateway's provider key (401/403): a configuration
@@ -85,21 +89,20 @@ impl ProviderError {
         }
     }
 
-    /// Replaces every occurrence of `secret` in the vendor-supplied text with
-    /// `[redacted]`: a vendor that echoes the key it rejected must not put it in
-    /// logs or answers. Secrets shorter than 4 characters are left alone (they
-    /// would match ordinary words).
-    pub fn redact(self, secret: &str) -> Self {
-        if secret.len() < 4 {
-            return self;
-        }
-        let clean = |t: String| {
-            if t.contains(secret) {
-                t.replace(secret, "[redacted]")
-            } else {
-                t
-            }
-        };
+    /// Makes every vendor-supplied text in the error safe to log and to answer
+    /// with, given the provider's key (`secret`): the key and any fragment of it
+    /// of [`REDACT_MIN_CHARS`](crate::sanitize::REDACT_MIN_CHARS) or more
+    /// characters redacted, control characters escaped, then the text shortened
+    /// — see [`sanitize::vendor_text`] for the rules and why the order matters.
+    ///
+    /// A vendor that echoes the key it rejected must not put it in logs or
+    /// answers, and a vendor's newline must not forge a log line. Adapters leave
+    /// vendor text whole (merely capped) precisely so this runs once, here, on
+    /// the whole text: the caller that knows the key calls it on every error an
+    /// operation returns.
+    pub fn sanitize(self, secret: &str) -> Self {
+        let clean = |text: String| sanitize::vendor_text(&text, secret);
+        // No wildcard arm: a new variant carrying vendor text must be decided here.
         match self {
             Self::Unauthorized { status, message } => Self::Unauthorized {
                 status,
@@ -120,7 +123,10 @@ impl ProviderError {
                 status,
                 reason: clean(reason),
             },
-            other => other,
+            // Numbers and the gateway's own static text: nothing from the vendor.
+            Self::RateLimited { retry_after } => Self::RateLimited { retry_after },
+            Self::ScanLimit { pages } => Self::ScanLimit { pages },
+            Self::NotSupported(text) => Self::NotSupported(text),
         }
     }
 
@@ -140,21 +146,77 @@ impl ProviderError {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::ProviderError;
+
+    const KEY: &str = "sk-live-0123456789abcdef";
 
     #[test]
     fn a_vendor_echoing_the_key_is_redacted() {
         let e = ProviderError::Unauthorized {
             status: 401,
-            message: "invalid key sk-live-123456 (sk-live-123456)".into(),
+            message: format!("invalid key {KEY} ({KEY})"),
         };
         assert_eq!(
-            e.redact("sk-live-123456").to_string(),
+            e.sanitize(KEY).to_string(),
             "the vendor rejected the gateway's API key (HTTP 401): invalid key [redacted] ([redacted])"
         );
         let short = ProviderError::NotFound {
             message: "abc".into(),
         };
-        assert_eq!(short.clone().redact("ab"), short);
+        assert_eq!(short.clone().sanitize("ab"), short);
+    }
+
+    #[test]
+    fn every_text_field_is_sanitized() {
+        let dirty = format!("{}\n{KEY}", "x".repeat(298));
+        let clean = format!("{}\\n…", "x".repeat(298));
+        let cases = [
+            ProviderError::Unauthorized {
+                status: 403,
+                message: dirty.clone(),
+            },
+            ProviderError::NotFound {
+                message: dirty.clone(),
+            },
+            ProviderError::Rejected {
+                status: 422,
+                message: dirty.clone(),
+            },
+            ProviderError::Upstream {
+                status: 500,
+                message: dirty.clone(),
+            },
+            ProviderError::InvalidBody {
+                status: 200,
+                reason: dirty.clone(),
+            },
+        ];
+        for e in cases {
+            let text = match e.sanitize(KEY) {
+                ProviderError::Unauthorized { message, .. }
+                | ProviderError::NotFound { message }
+                | ProviderError::Rejected { message, .. }
+                | ProviderError::Upstream { message, .. } => message,
+                ProviderError::InvalidBody { reason, .. } => reason,
+                other => panic!("variant changed: {other:?}"),
+            };
+            assert_eq!(text, clean);
+        }
+    }
+
+    #[test]
+    fn errors_without_vendor_text_are_unchanged() {
+        for e in [
+            ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(u64::MAX)),
+            },
+            ProviderError::RateLimited { retry_after: None },
+            ProviderError::ScanLimit { pages: 50 },
+            ProviderError::NotSupported("no such endpoint"),
+        ] {
+            assert_eq!(e.clone().sanitize(KEY), e);
+        }
     }
 }

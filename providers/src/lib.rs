@@ -26,6 +26,7 @@ pub mod chatzuri;
 pub mod error;
 pub mod model;
 pub mod request;
+pub mod sanitize;
 pub mod sources;
 pub mod wire;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chatgate_providers::{
-    adapter, Dialect, ListResult, ProviderError, ProviderKind, UpstreamResponse,
+    adapter, sanitize, Dialect, ListResult, ProviderError, ProviderKind, UpstreamResponse,
 };
 use chrono::TimeZone;
 use common::*;
@@ -137,6 +137,23 @@ fn every_vendor_honours_a_429_retry_after_http_date() {
             list(kind, dialect, response).unwrap_err(),
             ProviderError::RateLimited {
                 retry_after: Some(Duration::from_secs(30))
+            },
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn every_vendor_reads_a_retry_after_too_large_for_u64_as_forever_not_as_absent() {
+    for (dir, kind, dialect) in adapters() {
+        let response = with_retry_after(
+            answer(429, fixture(&format!("{dir}/error_429.json"))),
+            "99999999999999999999999",
+        );
+        assert_eq!(
+            list(kind, dialect, response).unwrap_err(),
+            ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(u64::MAX))
             },
             "{kind}"
         );
@@ -345,16 +362,149 @@ fn a_redirect_is_an_upstream_failure_not_a_success() {
 }
 
 #[test]
-fn long_vendor_messages_are_shortened() {
+fn long_vendor_messages_are_capped_then_shortened_when_sanitized() {
     let long = format!(r#"{{"message":"{}"}}"#, "é".repeat(5_000));
     for (_, kind, dialect) in adapters() {
-        match list(kind, dialect, answer(500, long.clone())).unwrap_err() {
+        let err = list(kind, dialect, answer(500, long.clone())).unwrap_err();
+        let ProviderError::Upstream { message, .. } = &err else {
+            panic!("{kind}: {err:?}");
+        };
+        assert_eq!(
+            message.chars().count(),
+            sanitize::MAX_VENDOR_TEXT_CHARS + 1,
+            "{kind}"
+        );
+        match err.sanitize(KEY) {
             ProviderError::Upstream { message, .. } => {
-                assert!(message.chars().count() <= 301, "{kind}: {}", message.len());
-                assert!(message.starts_with("éé"));
+                assert_eq!(message.chars().count(), 301, "{kind}");
+                assert!(message.starts_with("éé") && message.ends_with('…'));
             }
             other => panic!("{kind}: {other:?}"),
         }
+    }
+}
+
+/// A provider key as a vendor might echo it.
+const KEY: &str = "sk-live-0123456789abcdef";
+
+/// The text of an error's message or reason.
+fn text(err: &ProviderError) -> &str {
+    match err {
+        ProviderError::Unauthorized { message, .. }
+        | ProviderError::NotFound { message }
+        | ProviderError::Rejected { message, .. }
+        | ProviderError::Upstream { message, .. } => message,
+        ProviderError::InvalidBody { reason, .. } => reason,
+        other => panic!("no vendor text in {other:?}"),
+    }
+}
+
+/// Sanitizes `err` and checks that no piece of [`KEY`] survives, whatever the
+/// padding put the key across the final cut, and that the text is bounded.
+fn assert_no_key_survives(err: ProviderError, what: &str) {
+    assert!(
+        text(&err).contains(KEY),
+        "{what}: the adapter kept the text whole"
+    );
+    let clean = err.sanitize(KEY);
+    let t = text(&clean);
+    assert!(t.chars().count() <= 301, "{what}: {t}");
+    for piece in ["sk-", "live", "0123", "cdef"] {
+        assert!(!t.contains(piece), "{what}: {piece} in {t}");
+    }
+}
+
+#[test]
+fn error_bodies_echoing_the_key_across_the_cut_leave_no_piece_of_it() {
+    for (_, kind, dialect) in adapters() {
+        for pad in (270..=300).step_by(3) {
+            for status in [401, 404, 422, 500] {
+                let body = format!(r#"{{"message":"{}{KEY} rejected"}}"#, "m".repeat(pad));
+                let err = list(kind, dialect, answer(status, body)).unwrap_err();
+                assert_no_key_survives(err, &format!("{kind} {status} pad {pad}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_chatling_422_detail_carrying_the_key_is_redacted() {
+    let body = format!(
+        r#"{{"status":"error","message":"The page must be an integer. Header was: Bearer {KEY}"}}"#
+    );
+    let err = list(ProviderKind::Chatling, Dialect::Current, answer(422, body)).unwrap_err();
+    assert_eq!(
+        err.clone().sanitize(KEY),
+        ProviderError::Rejected {
+            status: 422,
+            message: "The page must be an integer. Header was: Bearer [redacted]".to_owned()
+        }
+    );
+    for pad in (250..=300).step_by(5) {
+        let body = format!(
+            r#"{{"status":"error","message":"{}{KEY}","errors":{{"page":["{KEY}"]}}}}"#,
+            "d".repeat(pad)
+        );
+        let err = list(ProviderKind::Chatling, Dialect::Current, answer(422, body)).unwrap_err();
+        assert_no_key_survives(err, &format!("422 pad {pad}"));
+    }
+}
+
+#[test]
+fn a_chatling_error_envelope_with_200_carrying_the_key_is_redacted() {
+    for pad in (200..=300).step_by(7) {
+        let body = format!(
+            r#"{{"status":"error","message":"{}\n{KEY}"}}"#,
+            "e".repeat(pad)
+        );
+        let err = list(ProviderKind::Chatling, Dialect::Current, ok(body)).unwrap_err();
+        assert_no_key_survives(err, &format!("envelope pad {pad}"));
+    }
+}
+
+#[test]
+fn parse_errors_quoting_the_key_are_redacted() {
+    for (dir, kind, dialect) in adapters() {
+        for pad in (150..=300).step_by(10) {
+            let value = format!("{}{KEY}", "v".repeat(pad));
+            // serde_json quotes a value of the wrong type; a bad timestamp is
+            // quoted by the adapter.
+            let bodies = match dir {
+                "chatling" => [
+                    format!(
+                        r#"{{"status":"success","data":{{"pages":{{"current_page":"{value}","last_page":1,"per_page":5}},"conversations":[]}}}}"#
+                    ),
+                    format!(
+                        r#"{{"status":"success","data":{{"pages":{{"current_page":1,"last_page":1,"per_page":5}},"conversations":[{{"id":"1","created_at":"{value}"}}]}}}}"#
+                    ),
+                ],
+                _ => [
+                    format!(
+                        r#"{{"data":[{{"id":"c1","created_at":"2024-01-01T00:00:00Z","messages":"{value}"}}]}}"#
+                    ),
+                    format!(r#"{{"data":[{{"id":"c1","created_at":"{value}"}}]}}"#),
+                ],
+            };
+            for body in bodies {
+                let err = list(kind, dialect, ok(body)).unwrap_err();
+                invalid_body_reason(&err, 200);
+                assert_no_key_survives(err, &format!("{kind} pad {pad}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_vendor_newline_cannot_forge_a_log_line() {
+    let body = r#"{"message":"bad\n2024-07-01T10:20:45Z  INFO chatgate: admin login ok\u001b[0m"}"#;
+    for (_, kind, dialect) in adapters() {
+        let err = list(kind, dialect, answer(500, body)).unwrap_err();
+        let clean = err.sanitize(KEY);
+        assert_eq!(
+            text(&clean),
+            "bad\\n2024-07-01T10:20:45Z  INFO chatgate: admin login ok\\u{1b}[0m",
+            "{kind}"
+        );
     }
 }
 
@@ -526,5 +676,39 @@ fn retryability_per_error_kind() {
     ];
     for (err, retryable) in cases {
         assert_eq!(err.is_retryable(), retryable, "{err:?}");
+    }
+}
+
+#[test]
+fn every_vendor_refuses_timestamps_outside_four_digit_years() {
+    for value in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+23:59"] {
+        for (dir, kind, dialect) in adapters() {
+            let bodies = match dir {
+                "chatling" => vec![
+                    format!(
+                        r#"{{"status":"success","data":{{"pages":{{"current_page":1,"last_page":1,"per_page":5}},"conversations":[{{"id":"1","created_at":"{value}"}}]}}}}"#
+                    ),
+                    format!(
+                        r#"{{"status":"success","data":{{"pages":{{"current_page":1,"last_page":1,"per_page":5}},"conversations":[{{"id":"1","created_at":"2024-01-01T00:00:00Z","messages":[{{"role":"user","text":"hi","created_at":"{value}"}}]}}]}}}}"#
+                    ),
+                ],
+                _ => vec![
+                    format!(r#"{{"data":[{{"id":"c1","created_at":"{value}"}}]}}"#),
+                    format!(
+                        r#"{{"data":[{{"id":"c1","created_at":"2024-01-01T00:00:00Z","updated_at":"{value}"}}]}}"#
+                    ),
+                ],
+            };
+            for body in bodies {
+                let err = list(kind, dialect, ok(body)).unwrap_err();
+                let reason = invalid_body_reason(&err, 200);
+                assert!(
+                    reason.contains("outside the years 0000 to 9999")
+                        && reason.contains(&format!("{value:?}")),
+                    "{kind}: {reason}"
+                );
+                assert_eq!(err.upstream_status(), Some(200));
+            }
+        }
     }
 }
