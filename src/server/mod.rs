@@ -219,7 +219,9 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
         let msrv = HttpServer::new(move || {
             App::new()
                 .app_data(metrics_state.clone())
-                .route("/metrics", web::get().to(routes::metrics))
+                .wrap(middleware::from_fn(request_log::middleware))
+                .service(routes::metrics_resource())
+                .default_service(web::to(routes::no_route))
         })
         .workers(1)
         .disable_signals()

@@ -39,9 +39,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list_bots))
             .default_service(web::to(method_not_allowed)),
     )
-    .service(web::resource("/healthz").route(web::get().to(healthz)))
-    .service(web::resource("/readyz").route(web::get().to(readyz)))
-    .service(web::resource("/metrics").route(web::get().to(metrics)));
+    .service(
+        web::resource("/healthz")
+            .route(web::get().to(healthz))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(readyz))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(metrics_resource());
+}
+
+/// `/metrics`, on the main app or alone on `server.metrics_bind`.
+pub fn metrics_resource() -> actix_web::Resource {
+    web::resource("/metrics")
+        .route(web::get().to(metrics))
+        .default_service(web::to(method_not_allowed))
 }
 
 fn fail(req: &HttpRequest) -> impl Fn(ApiError) -> Failure + '_ {
@@ -172,10 +187,7 @@ async fn readyz() -> HttpResponse {
 }
 
 /// `GET /metrics`: Prometheus metrics (OpenMetrics text).
-pub async fn metrics(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, Failure> {
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Failure> {
     if !state.metrics_on_main && req.app_data::<web::Data<Upstream>>().is_some() {
         // Served on `server.metrics_bind` instead.
         return Err(fail(&req)(ApiError::NoRoute(req.path().to_owned())));
@@ -192,7 +204,8 @@ pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, Failure> {
     Err(fail(&req)(ApiError::NoRoute(req.path().to_owned())))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Failure> {
+/// A known path asked with another method answers in the same JSON shape.
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Failure> {
     Err(fail(&req)(ApiError::MethodNotAllowed(
         req.method().to_string(),
     )))
