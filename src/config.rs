@@ -90,6 +90,9 @@ struct RawServer {
     workers: usize,
     /// Bound on one whole API request, all vendor calls included, in ms. Default 30000.
     request_timeout_ms: u64,
+    /// Time allowed to receive a request body once its handler starts reading
+    /// it, in ms; past it, 408 and the connection closes. Default 10000.
+    request_body_timeout_ms: u64,
     /// Failed authentications allowed per remote IP per minute. Default 60.
     auth_failures_per_minute: u32,
     /// Failed authentications allowed in a burst per remote IP. Default 20.
@@ -104,6 +107,7 @@ impl Default for RawServer {
             bind: "127.0.0.1:8080".to_owned(),
             workers: 0,
             request_timeout_ms: 30_000,
+            request_body_timeout_ms: 10_000,
             auth_failures_per_minute: 60,
             auth_failure_burst: 20,
             metrics_bind: None,
@@ -306,6 +310,9 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Bound on one whole API request.
     pub request_timeout: Duration,
+    /// Time allowed to receive a request body (a client trickling one must not
+    /// hold a connection).
+    pub request_body_timeout: Duration,
     /// Failed authentications per remote IP.
     pub auth_failures: Rate,
     /// Where `/metrics` is served alone, if not on `bind`.
@@ -721,6 +728,12 @@ fn validate_server(raw: &RawServer, p: &mut impl FnMut(&str, String)) -> Option<
             "must be greater than 0".to_owned(),
         );
     }
+    if raw.request_body_timeout_ms == 0 {
+        p(
+            "server.request_body_timeout_ms",
+            "must be greater than 0".to_owned(),
+        );
+    }
     let auth_failures = rate(
         "server",
         raw.auth_failures_per_minute,
@@ -747,6 +760,7 @@ fn validate_server(raw: &RawServer, p: &mut impl FnMut(&str, String)) -> Option<
         bind: bind.ok()?,
         workers: raw.workers,
         request_timeout: Duration::from_millis(raw.request_timeout_ms),
+        request_body_timeout: Duration::from_millis(raw.request_body_timeout_ms),
         auth_failures: auth_failures?,
     })
 }

@@ -41,6 +41,10 @@ pub enum ApiError {
     /// A request body over the limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The request body did not arrive within `server.request_body_timeout_ms`:
+    /// a client trickling its body must not hold a connection open.
+    #[error("the request body was not received within {} ms", .0.as_millis())]
+    BodyTimeout(Duration),
     /// This client's quota is spent (or this IP failed authentication too often).
     #[error("rate limit exceeded; retry in {} s", whole_seconds(*.0))]
     RateLimited(Duration),
@@ -101,6 +105,7 @@ impl ApiError {
             Self::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             Self::Upstream { failure, .. } => match failure {
@@ -199,6 +204,13 @@ impl ApiError {
             _ => None,
         }
     }
+
+    /// Whether the answer ends the connection (`Connection: close`): after a
+    /// request the server could not read whole, the rest of the connection's
+    /// bytes cannot be trusted to start a new request.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Self::BodyTimeout(_))
+    }
 }
 
 /// Rounds up to whole seconds, at least 1: a `Retry-After: 0` invites a hot loop.
@@ -248,6 +260,9 @@ impl ResponseError for Failure {
         response.content_type(super::JSON);
         if let Some(secs) = self.error.retry_after() {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        if self.error.closes_connection() {
+            response.force_close();
         }
         // Serializing a struct of strings and integers cannot fail.
         response.body(serde_json::to_vec(&body).unwrap_or_default())

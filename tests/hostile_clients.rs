@@ -1,0 +1,248 @@
+//! Clients that do not speak HTTP/1.1 as they should, over raw TCP: a request
+//! body trickled a byte at a time is answered with the documented JSON error
+//! (408 `request_timeout`, `request_id` equal to `X-Request-Id`, `Content-Type`,
+//! `Connection: close`) and the connection ends.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use chatgate::demo::DEMO_KEY;
+use common::Harness;
+use serde_json::Value;
+
+/// Generous: the machine is slow and shared. Only a connection that never
+/// answers runs into it.
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The body timeout the tests configure.
+fn short_body_timeout(toml: String) -> String {
+    toml.replace("[server]\n", "[server]\nrequest_body_timeout_ms = 300\n")
+}
+
+/// One answer read off the wire.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts the documented error shape and headers; returns the body.
+    fn expect_error(&self, status: u16, code: &str, what: &str) -> Value {
+        let text = String::from_utf8_lossy(&self.body);
+        assert_eq!(self.status, status, "{what}: {text}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json; charset=utf-8"),
+            "{what}"
+        );
+        let body: Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"));
+        assert_eq!(body["code"], code, "{what}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {body}"
+        );
+        let id = self.header("x-request-id").unwrap_or_default();
+        assert!(!id.is_empty(), "{what}: no X-Request-Id");
+        assert_eq!(body["request_id"].as_str(), Some(id), "{what}");
+        body
+    }
+
+    fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+}
+
+/// A raw client connection and what it has read but not yet consumed.
+struct Client {
+    stream: TcpStream,
+    read: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        Self {
+            stream,
+            read: Vec::new(),
+        }
+    }
+
+    /// Sends bytes; the server may close before it has read them all (it has
+    /// answered by then), so a failed write is not a failure.
+    fn send(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// Reads one whole answer (`head_request`: the answer to a `HEAD`, no body).
+    /// A reset after the answer's last byte is how a server may close a
+    /// connection it did not read to the end.
+    fn answer(&mut self, head_request: bool) -> Answer {
+        loop {
+            if let Some(answer) = self.take_answer(head_request) {
+                return answer;
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!(
+                    "connection closed mid-answer: {:?}",
+                    String::from_utf8_lossy(&self.read)
+                ),
+                Ok(n) => self.read.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!(
+                    "no answer ({e}) after {:?}",
+                    String::from_utf8_lossy(&self.read)
+                ),
+            }
+        }
+    }
+
+    fn take_answer(&mut self, head_request: bool) -> Option<Answer> {
+        let end = self.read.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut parsed = httparse::Response::new(&mut headers);
+        parsed.parse(&self.read[..end]).unwrap();
+        let status = parsed.code.unwrap();
+        let headers: Vec<(String, String)> = parsed
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_owned(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let length = if head_request { 0 } else { length };
+        if self.read.len() < end + length {
+            return None;
+        }
+        let body = self.read[end..end + length].to_vec();
+        self.read.drain(..end + length);
+        Some(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Whether the server ends the connection (end of stream or a reset)
+    /// before [`READ_TIMEOUT`], sending nothing more.
+    fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => self.read.is_empty(),
+            Err(e) => e.kind() == ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
+    }
+}
+
+/// Runs blocking socket work off the test's runtime thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    actix_rt::task::spawn_blocking(f).await.unwrap()
+}
+
+/// Writes `body` a byte at a time, every 100 ms, until it is sent or the server
+/// closes; runs beside the reader.
+fn trickle(client: &Client, body: &'static [u8]) -> thread::JoinHandle<()> {
+    let mut stream = client.stream.try_clone().unwrap();
+    thread::spawn(move || {
+        for byte in body.chunks(1) {
+            if stream.write_all(byte).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+#[actix_rt::test]
+async fn a_trickled_body_is_answered_408_json_and_the_connection_closes() {
+    let h = Harness::start_with(short_body_timeout).await;
+    let addr = h.addr();
+    blocking(move || {
+        for (what, framing, body) in [
+            (
+                "Content-Length",
+                "Content-Length: 40\r\n",
+                &br#"{"chatbotId":"support","size":2}        "#[..],
+            ),
+            (
+                "chunked",
+                "Transfer-Encoding: chunked\r\n",
+                &b"1\r\n{\r\n1\r\n}\r\n1\r\n \r\n1\r\n \r\n1\r\n \r\n1\r\n \r\n0\r\n\r\n"[..],
+            ),
+        ] {
+            let mut client = Client::connect(addr);
+            client.send(
+                format!(
+                    "POST /api/v1/get-conversations HTTP/1.1\r\nHost: x\r\n\
+                     Authorization: Bearer {DEMO_KEY}\r\nContent-Type: application/json\r\n\
+                     {framing}\r\n"
+                )
+                .as_bytes(),
+            );
+            let writer = trickle(&client, body);
+            let answer = client.answer(false);
+            let error = answer.expect_error(408, "request_timeout", what);
+            assert!(
+                error["message"].as_str().unwrap().contains("300 ms"),
+                "{error}"
+            );
+            assert!(answer.closes(), "{what}");
+            assert!(client.is_closed(), "{what}: the connection ends");
+            writer.join().unwrap();
+        }
+    })
+    .await;
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_body_sent_in_time_is_served_and_keeps_the_connection() {
+    let h = Harness::start_with(short_body_timeout).await;
+    let addr = h.addr();
+    blocking(move || {
+        let body = r#"{"chatbotId":"support","size":2}"#;
+        let request = format!(
+            "POST /api/v1/get-conversations HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {DEMO_KEY}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut client = Client::connect(addr);
+        for _ in 0..2 {
+            client.send(request.as_bytes());
+            let answer = client.answer(false);
+            assert_eq!(
+                answer.status,
+                200,
+                "{}",
+                String::from_utf8_lossy(&answer.body)
+            );
+            assert!(!answer.closes());
+        }
+    })
+    .await;
+    h.stop().await;
+}
