@@ -1,7 +1,8 @@
-//! Clients that do not speak HTTP/1.1 as they should, over raw TCP: a request
-//! body trickled a byte at a time is answered with the documented JSON error
-//! (408 `request_timeout`, `request_id` equal to `X-Request-Id`, `Content-Type`,
-//! `Connection: close`) and the connection ends.
+//! Clients that do not speak HTTP/1.1 as they should, over raw TCP: whatever
+//! they send, the answer is the documented JSON error (status, `code`,
+//! `message`, `request_id` equal to `X-Request-Id`, `Content-Type`,
+//! `Connection: close`) and the connection ends; a body trickled a byte at a
+//! time does not hold a connection.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -157,9 +158,180 @@ impl Client {
     }
 }
 
+/// Sends `request` on a new connection and reads the answer.
+fn exchange(addr: SocketAddr, request: &[u8]) -> (Answer, Client) {
+    let mut client = Client::connect(addr);
+    client.send(request);
+    (client.answer(false), client)
+}
+
 /// Runs blocking socket work off the test's runtime thread.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     actix_rt::task::spawn_blocking(f).await.unwrap()
+}
+
+fn hostile_requests() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
+    let many_headers: String = (0..200).map(|i| format!("X-Header-{i}: v\r\n")).collect();
+    vec![
+        (
+            "200 request headers",
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n").into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "a 200 KiB header",
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(200 * 1024)
+            )
+            .into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "a 64 KiB query",
+            format!(
+                "GET /api/v1/get-conversations?chatbotId={} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "a".repeat(64 * 1024)
+            )
+            .into_bytes(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "Content-Length: 1e20",
+            b"POST /api/v1/get-conversations HTTP/1.1\r\nHost: x\r\n\
+              Content-Length: 100000000000000000000\r\n\r\n"
+                .to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "an HTTP/0.9 request line",
+            b"GET /healthz\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "the HTTP/2 preface",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "HTTP/9.9",
+            b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a malformed request line",
+            b"G E T /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a header without a colon",
+            b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+    ]
+}
+
+#[actix_rt::test]
+async fn requests_the_http_layer_refuses_get_the_documented_json_error() {
+    let h = Harness::start().await;
+    let addr = h.addr();
+    blocking(move || {
+        for (what, request, status, code) in hostile_requests() {
+            let (answer, mut client) = exchange(addr, &request);
+            answer.expect_error(status, code, what);
+            assert!(answer.closes(), "{what}: Connection: close");
+            assert!(client.is_closed(), "{what}: the connection ends");
+        }
+    })
+    .await;
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_metrics_listener_answers_the_same_way() {
+    let h = Harness::start_with(|t| {
+        t.replace("[server]\n", "[server]\nmetrics_bind = \"127.0.0.1:0\"\n")
+    })
+    .await;
+    let addr = h.gateway.metrics_addr.unwrap();
+    blocking(move || {
+        for (what, request, status, code) in hostile_requests() {
+            exchange(addr, &request).0.expect_error(status, code, what);
+        }
+        let (answer, _) = exchange(addr, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+        answer.expect_error(404, "not_found", "an unknown path");
+        let (answer, _) = exchange(
+            addr,
+            b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        );
+        answer.expect_error(405, "method_not_allowed", "POST /metrics");
+        let (answer, _) = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(answer.status, 200);
+    })
+    .await;
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn answers_before_a_refused_request_on_one_connection_are_untouched() {
+    let h = Harness::start().await;
+    let addr = h.addr();
+    blocking(move || {
+        let mut client = Client::connect(addr);
+        client.send(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n\
+              HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n\
+              G E T / HTTP/1.1\r\n\r\n",
+        );
+        let first = client.answer(false);
+        assert_eq!(first.status, 200);
+        assert_eq!(first.body, br#"{"status":"ok"}"#);
+        let head = client.answer(true);
+        assert_eq!(head.status, 405, "HEAD is not GET");
+        assert!(head.header("x-request-id").is_some());
+        assert_eq!(
+            head.header("content-length"),
+            None,
+            "no body, whatever actix thinks"
+        );
+        let ready = client.answer(false);
+        assert_eq!(ready.body, br#"{"status":"ready"}"#);
+        let refused = client.answer(false);
+        refused.expect_error(400, "invalid_request", "the fourth, pipelined");
+        assert_ne!(
+            refused.header("x-request-id"),
+            first.header("x-request-id"),
+            "a fresh id"
+        );
+        assert!(client.is_closed());
+    })
+    .await;
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_first_head_not_finished_in_time_gets_408_json() {
+    let h = Harness::start().await;
+    let addr = h.addr();
+    blocking(move || {
+        let mut client = Client::connect(addr);
+        client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+        let answer = client.answer(false);
+        answer.expect_error(408, "request_timeout", "a first head never finished");
+        assert!(answer.closes() && client.is_closed());
+    })
+    .await;
+    h.stop().await;
 }
 
 /// Writes `body` a byte at a time, every 100 ms, until it is sent or the server
