@@ -1,8 +1,8 @@
 //! Clients that do not speak HTTP/1.1 as they should, over raw TCP: whatever
 //! they send, the answer is the documented JSON error (status, `code`,
 //! `message`, `request_id` equal to `X-Request-Id`, `Content-Type`,
-//! `Connection: close`) and the connection ends; a body trickled a byte at a
-//! time does not hold a connection.
+//! `Connection: close`) and the connection ends; no body or head trickled a byte
+//! at a time holds a connection.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -320,15 +320,28 @@ async fn answers_before_a_refused_request_on_one_connection_are_untouched() {
 }
 
 #[actix_rt::test]
-async fn a_first_head_not_finished_in_time_gets_408_json() {
+async fn heads_not_finished_in_time_get_408_json_first_or_later_on_a_connection() {
     let h = Harness::start().await;
     let addr = h.addr();
-    blocking(move || {
+    let first = thread::spawn(move || {
         let mut client = Client::connect(addr);
         client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
         let answer = client.answer(false);
         answer.expect_error(408, "request_timeout", "a first head never finished");
         assert!(answer.closes() && client.is_closed());
+    });
+    let later = thread::spawn(move || {
+        let mut client = Client::connect(addr);
+        client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(client.answer(false).status, 200);
+        client.send(b"GET /healthz HTTP/1.1\r\n");
+        let answer = client.answer(false);
+        answer.expect_error(408, "request_timeout", "a second head never finished");
+        assert!(answer.closes() && client.is_closed());
+    });
+    blocking(move || {
+        first.join().unwrap();
+        later.join().unwrap();
     })
     .await;
     h.stop().await;
@@ -382,6 +395,41 @@ async fn a_trickled_body_is_answered_408_json_and_the_connection_closes() {
                 "{error}"
             );
             assert!(answer.closes(), "{what}");
+            assert!(client.is_closed(), "{what}: the connection ends");
+            writer.join().unwrap();
+        }
+    })
+    .await;
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_body_left_unread_by_its_answer_cannot_hold_the_connection() {
+    let h = Harness::start_with(short_body_timeout).await;
+    let addr = h.addr();
+    blocking(move || {
+        for (what, request, status) in [
+            (
+                "a chunked body to a POST without a key",
+                "POST /api/v1/get-conversations HTTP/1.1\r\nHost: x\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n",
+                401,
+            ),
+            (
+                "a body to GET /healthz",
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                200,
+            ),
+        ] {
+            let mut client = Client::connect(addr);
+            client.send(request.as_bytes());
+            let writer = trickle(
+                &client,
+                b"1\r\na\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n",
+            );
+            let answer = client.answer(false);
+            assert_eq!(answer.status, status, "{what}");
+            assert!(answer.closes(), "{what}: Connection: close");
             assert!(client.is_closed(), "{what}: the connection ends");
             writer.join().unwrap();
         }

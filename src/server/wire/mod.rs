@@ -14,7 +14,9 @@
 //! - [`tap`] reads the connection's outgoing bytes as HTTP/1 messages and
 //!   replaces an error head nobody announced with the documented JSON error
 //!   (status kept, `Content-Type`, a fresh `X-Request-Id`, `Connection: close`);
-//! - [`Conn`] applies the tap to the socket.
+//! - [`Conn`] applies the tap to the socket, ends reads [`LINGER`] after an
+//!   answer that closes the connection, so no body trickled after its answer
+//!   holds a connection, and times every request head after the first.
 
 pub mod conn;
 pub mod tap;
@@ -43,13 +45,13 @@ use crate::metrics::Metrics;
 /// Idle time allowed between requests on one connection (actix-web's default).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
-/// Time allowed for a connection's first request head (actix-web's default
+/// Time allowed for a request head (actix-web's default
 /// `client_request_timeout`); past it, 408 `request_timeout`.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long actix-http reads on after an answer that closes a connection with
-/// unread input, so the client receives the answer rather than a reset
-/// (actix-web's default `client_disconnect_timeout`).
+/// How long reading goes on after an answer that closes the connection, so the
+/// client receives the answer rather than a reset (actix-web's default
+/// `client_disconnect_timeout`).
 pub const LINGER: Duration = Duration::from_secs(1);
 
 /// The queue of pending connections, as actix-web's `HttpServer` sets it.
@@ -111,7 +113,7 @@ where
             // from its config (actix-web keeps the constructor private).
             .h1(map_config(app, |_| AppConfig::default()));
         fn_service(move |io: TcpStream| {
-            let conn = Conn::new(io, metrics.clone());
+            let conn = Conn::new(io, LINGER, metrics.clone());
             let peer = conn.peer();
             ready(Ok((conn, peer)))
         })
