@@ -90,6 +90,9 @@ struct RawServer {
     workers: usize,
     /// Bound on one whole API request, all vendor calls included, in ms. Default 30000.
     request_timeout_ms: u64,
+    /// Time allowed to receive a request body once its handler starts reading
+    /// it, in ms; past it, 408 and the connection closes. Default 10000.
+    request_body_timeout_ms: u64,
     /// Failed authentications allowed per remote IP per minute. Default 60.
     auth_failures_per_minute: u32,
     /// Failed authentications allowed in a burst per remote IP. Default 20.
@@ -108,6 +111,7 @@ impl Default for RawServer {
             bind: "127.0.0.1:8080".to_owned(),
             workers: 0,
             request_timeout_ms: 30_000,
+            request_body_timeout_ms: 10_000,
             auth_failures_per_minute: 60,
             auth_failure_burst: 20,
             metrics_bind: None,
@@ -319,6 +323,9 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Bound on one whole API request.
     pub request_timeout: Duration,
+    /// Time allowed to receive a request body (a client trickling one must not
+    /// hold a connection).
+    pub request_body_timeout: Duration,
     /// Failed authentications per remote IP.
     pub auth_failures: Rate,
     /// Where `/metrics` is served alone, if not on `bind`.
@@ -788,6 +795,13 @@ fn validate_server(raw: &RawServer, p: &mut impl FnMut(&str, String)) -> Option<
         1,
         10_000,
     );
+    in_range(
+        p,
+        "server.request_body_timeout_ms",
+        raw.request_body_timeout_ms,
+        1,
+        MAX_MS,
+    );
     let auth_failures = rate(
         "server",
         raw.auth_failures_per_minute,
@@ -814,6 +828,7 @@ fn validate_server(raw: &RawServer, p: &mut impl FnMut(&str, String)) -> Option<
         bind: bind.ok()?,
         workers: raw.workers,
         request_timeout: Duration::from_millis(raw.request_timeout_ms),
+        request_body_timeout: Duration::from_millis(raw.request_body_timeout_ms),
         auth_failures: auth_failures?,
         max_vendor_calls_per_request: NonZeroU32::new(raw.max_vendor_calls_per_request)?,
         max_inflight_body_bytes: raw.max_inflight_body_bytes,

@@ -150,6 +150,11 @@ async fn unknown_routes_and_methods_answer_json() {
     h.request(Method::DELETE, LIST, Some(DEMO_KEY), &[], None)
         .await
         .expect_error(405, "method_not_allowed");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        h.request(Method::POST, path, None, &[], None)
+            .await
+            .expect_error(405, "method_not_allowed");
+    }
     h.stop().await;
 }
 

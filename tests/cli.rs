@@ -124,6 +124,34 @@ fn unknown_keys_and_bad_types_fail_loudly() {
 }
 
 #[test]
+fn a_body_timeout_of_zero_or_not_a_number_is_refused_naming_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("body.toml");
+    for value in ["0", "\"ten seconds\"", "-5"] {
+        std::fs::write(
+            &path,
+            format!("[server]\nrequest_body_timeout_ms = {value}\n"),
+        )
+        .unwrap();
+        let (ok, text) = check_config(&path, &[]);
+        assert!(!ok, "{value} accepted:\n{text}");
+        assert!(
+            text.contains("server.request_body_timeout_ms"),
+            "{value}: the key is not named:\n{text}"
+        );
+    }
+    let (ok, text) = check_config(
+        repo_config(),
+        &[("CHATGATE_SERVER__REQUEST_BODY_TIMEOUT_MS", "0")],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("CHATGATE_SERVER__REQUEST_BODY_TIMEOUT_MS"),
+        "{text}"
+    );
+}
+
+#[test]
 fn environment_overrides_the_file_and_is_named_in_errors() {
     let (ok, text) = check_config(
         repo_config(),

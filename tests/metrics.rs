@@ -362,5 +362,27 @@ async fn metrics_bind_serves_metrics_on_its_own_address_only() {
         1.0,
         "the main address refused /metrics"
     );
+
+    for (method, path, status, code) in [
+        (
+            awc::http::Method::POST,
+            "/metrics",
+            405,
+            "method_not_allowed",
+        ),
+        (awc::http::Method::GET, "/nope", 404, "not_found"),
+    ] {
+        let mut res = client
+            .request(method, format!("http://{metrics_addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        Resp {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: res.body().await.unwrap(),
+        }
+        .expect_error(status, code);
+    }
     h.stop().await;
 }

@@ -41,6 +41,15 @@ pub enum ApiError {
     /// A request body over the limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The request body did not arrive within `server.request_body_timeout_ms`:
+    /// a client trickling its body must not hold a connection open.
+    #[error("the request body was not received within {} ms", .0.as_millis())]
+    BodyTimeout(Duration),
+    /// The HTTP layer refused the request before any route saw it (a malformed
+    /// request line, header or length; a head too large or too slow) and wrote
+    /// this status with an empty body, which chatgate replaces with this error.
+    #[error("{}", http_layer_message(*.0))]
+    HttpLayer(StatusCode),
     /// This client's quota is spent (or this IP failed authentication too often).
     #[error("rate limit exceeded; retry in {} s", whole_seconds(*.0))]
     RateLimited(Duration),
@@ -109,6 +118,8 @@ impl ApiError {
             Self::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::HttpLayer(status) => (*status, http_layer_code(*status)),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             Self::Upstream { failure, .. } => match failure {
@@ -210,6 +221,43 @@ impl ApiError {
             _ => None,
         }
     }
+
+    /// Whether the answer ends the connection (`Connection: close`): after a
+    /// request the server could not read whole, the rest of the connection's
+    /// bytes cannot be trusted to start a new request.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Self::BodyTimeout(_) | Self::HttpLayer(_))
+    }
+}
+
+/// The `code` of a status the HTTP layer wrote on its own.
+fn http_layer_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        StatusCode::HTTP_VERSION_NOT_SUPPORTED => "http_version_not_supported",
+        s if s.is_client_error() => "invalid_request",
+        _ => "internal_error",
+    }
+}
+
+/// The caller-facing sentence for a status the HTTP layer wrote on its own. The
+/// layer says only the status, so the sentence names what that status is used for.
+fn http_layer_message(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => {
+            "the request is not valid HTTP/1.1 (request line, URI, header or length)"
+        }
+        StatusCode::REQUEST_TIMEOUT => "the request head was not received in time",
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            "the request head is too large or has too many header fields"
+        }
+        StatusCode::HTTP_VERSION_NOT_SUPPORTED => "this HTTP version is not supported",
+        s if s.is_client_error() => "the request was refused by the HTTP layer",
+        _ => "internal error",
+    }
 }
 
 /// Rounds up to whole seconds, at least 1: a `Retry-After: 0` invites a hot loop.
@@ -240,13 +288,11 @@ struct ErrorBody<'a> {
     upstream_status: Option<u16>,
 }
 
-impl ResponseError for Failure {
-    fn status_code(&self) -> StatusCode {
-        self.error.status_and_code().0
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let (status, code) = self.error.status_and_code();
+impl Failure {
+    /// The JSON body: also written as-is by the connection layer when it replaces
+    /// an answer of the HTTP layer (see [`super::wire`]).
+    pub fn body(&self) -> Vec<u8> {
+        let (_, code) = self.error.status_and_code();
         let message = self.error.message();
         let body = ErrorBody {
             message: &message,
@@ -255,12 +301,26 @@ impl ResponseError for Failure {
             provider: self.error.provider(),
             upstream_status: self.error.upstream_status(),
         };
+        // Serializing a struct of strings and integers cannot fail.
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+impl ResponseError for Failure {
+    fn status_code(&self) -> StatusCode {
+        self.error.status_and_code().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, _) = self.error.status_and_code();
         let mut response = HttpResponse::build(status);
         response.content_type(super::JSON);
         if let Some(secs) = self.error.retry_after() {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
         }
-        // Serializing a struct of strings and integers cannot fail.
-        response.body(serde_json::to_vec(&body).unwrap_or_default())
+        if self.error.closes_connection() {
+            response.force_close();
+        }
+        response.body(self.body())
     }
 }

@@ -5,6 +5,7 @@ pub mod error;
 pub mod params;
 pub mod request_log;
 pub mod routes;
+pub mod wire;
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::{middleware, web, App};
 use arc_swap::ArcSwap;
 
 use crate::cache::ResponseCache;
@@ -201,7 +202,16 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
             .max_inflight_body_bytes,
     );
     let app_state = state.clone();
-    let mut server = HttpServer::new(move || {
+    let mut server = actix_server::Server::build().shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    if !signals {
+        server = server.disable_signals();
+    }
+    let listener = wire::bind(bind)?;
+    let addr = listener.local_addr()?;
+    let server = wire::listen(server, listener, metrics.clone(), move || {
         App::new()
             .app_data(app_state.clone())
             .app_data(web::Data::new(Upstream::new(
@@ -209,35 +219,32 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
                 body_budget.clone(),
             )))
             .wrap(middleware::from_fn(request_log::middleware))
+            .wrap(middleware::from_fn(wire::track))
             .configure(routes::configure)
             .default_service(web::to(routes::no_route))
-    })
-    .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
-    if workers > 0 {
-        server = server.workers(workers);
-    }
-    if !signals {
-        server = server.disable_signals();
-    }
-    let server = server.bind(bind)?;
-    let addr = first_addr(server.addrs())?;
-    let server = server.run();
+    })?
+    .run();
     let mut handles = vec![server.handle()];
     let task = actix_rt::spawn(server);
 
     let mut metrics_addr = None;
     if let Some(mbind) = metrics_bind {
         let metrics_state = state.clone();
-        let msrv = HttpServer::new(move || {
+        let listener = wire::bind(mbind)?;
+        metrics_addr = Some(listener.local_addr()?);
+        let msrv = actix_server::Server::build()
+            .workers(1)
+            .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+            .disable_signals();
+        let msrv = wire::listen(msrv, listener, metrics.clone(), move || {
             App::new()
                 .app_data(metrics_state.clone())
-                .route("/metrics", web::get().to(routes::metrics))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(mbind)?;
-        metrics_addr = Some(first_addr(msrv.addrs())?);
-        let msrv = msrv.run();
+                .wrap(middleware::from_fn(request_log::middleware))
+                .wrap(middleware::from_fn(wire::track))
+                .service(routes::metrics_resource())
+                .default_service(web::to(routes::no_route))
+        })?
+        .run();
         handles.push(msrv.handle());
         actix_rt::spawn(msrv);
     }
@@ -269,13 +276,6 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
 pub fn split_cache_budget(max_bytes: u64) -> (u64, u64) {
     let chunks = max_bytes / 4;
     (max_bytes - chunks, chunks)
-}
-
-fn first_addr(addrs: Vec<SocketAddr>) -> io::Result<SocketAddr> {
-    addrs
-        .first()
-        .copied()
-        .ok_or_else(|| io::Error::other("the server bound no address"))
 }
 
 /// SIGHUP re-reads the config (SPEC §8).

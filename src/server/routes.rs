@@ -39,9 +39,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list_bots))
             .default_service(web::to(method_not_allowed)),
     )
-    .service(web::resource("/healthz").route(web::get().to(healthz)))
-    .service(web::resource("/readyz").route(web::get().to(readyz)))
-    .service(web::resource("/metrics").route(web::get().to(metrics)));
+    .service(
+        web::resource("/healthz")
+            .route(web::get().to(healthz))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(readyz))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(metrics_resource());
+}
+
+/// `/metrics`, on the main app or alone on `server.metrics_bind`.
+pub fn metrics_resource() -> actix_web::Resource {
+    web::resource("/metrics")
+        .route(web::get().to(metrics))
+        .default_service(web::to(method_not_allowed))
 }
 
 fn fail(req: &HttpRequest) -> impl Fn(ApiError) -> Failure + '_ {
@@ -74,7 +89,8 @@ async fn list_post(
 ) -> Result<HttpResponse, Failure> {
     let rt = state.runtime();
     let client = auth(&req, &state, &rt).map_err(fail(&req))?;
-    let body = read_body(&req, payload).await.map_err(fail(&req))?;
+    let within = rt.gateway.config.server.request_body_timeout;
+    let body = read_body(&req, payload, within).await.map_err(fail(&req))?;
     let params = params::list_from_json(&body, req.query_string()).map_err(fail(&req))?;
     list(&req, &state, &rt, &upstream, &client, params)
         .await
@@ -172,10 +188,7 @@ async fn readyz() -> HttpResponse {
 }
 
 /// `GET /metrics`: Prometheus metrics (OpenMetrics text).
-pub async fn metrics(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, Failure> {
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Failure> {
     if !state.metrics_on_main && req.app_data::<web::Data<Upstream>>().is_some() {
         // Served on `server.metrics_bind` instead.
         return Err(fail(&req)(ApiError::NoRoute(req.path().to_owned())));
@@ -192,7 +205,8 @@ pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, Failure> {
     Err(fail(&req)(ApiError::NoRoute(req.path().to_owned())))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Failure> {
+/// A known path asked with another method answers in the same JSON shape.
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Failure> {
     Err(fail(&req)(ApiError::MethodNotAllowed(
         req.method().to_string(),
     )))
@@ -281,10 +295,13 @@ fn check_conversation_id(id: &str) -> Result<(), ApiError> {
 }
 
 /// Reads a request body up to [`MAX_REQUEST_BODY`], refusing early when the
-/// declared length is already too large.
+/// declared length is already too large, and giving up when the whole body has
+/// not arrived `within` (`server.request_body_timeout_ms`): a client trickling
+/// a body a byte at a time must not hold a worker's connection indefinitely.
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
+    within: std::time::Duration,
 ) -> Result<web::BytesMut, ApiError> {
     let declared = req
         .headers()
@@ -294,17 +311,22 @@ async fn read_body(
     if declared.is_some_and(|n| n > MAX_REQUEST_BODY as u64) {
         return Err(ApiError::PayloadTooLarge(MAX_REQUEST_BODY));
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::InvalidRequest("the request body could not be read".to_owned())
-        })?;
-        if body.len() + chunk.len() > MAX_REQUEST_BODY {
-            return Err(ApiError::PayloadTooLarge(MAX_REQUEST_BODY));
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| {
+                ApiError::InvalidRequest("the request body could not be read".to_owned())
+            })?;
+            if body.len() + chunk.len() > MAX_REQUEST_BODY {
+                return Err(ApiError::PayloadTooLarge(MAX_REQUEST_BODY));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        Ok(body)
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout(within))?
 }
 
 fn success(
