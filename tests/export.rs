@@ -405,3 +405,17 @@ fn exporting_a_dual_read_bot_reads_each_backend_once_even_without_cache_room() {
     ));
     assert_eq!(std::fs::read(&again).unwrap(), reference);
 }
+
+#[test]
+fn a_vendor_asking_to_wait_forever_stops_the_export_cleanly() {
+    let s = setup();
+    s.fault(
+        r#"{"vendor":"chatbase","kind":{"type":"status","status":429,"retry_after":"10000000000000000000"}}"#,
+    );
+    let out = s.out("paused.jsonl");
+    let output = s.export(&["--bot", "support", "--page-size", "10"], &out);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+}

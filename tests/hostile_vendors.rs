@@ -141,8 +141,14 @@ async fn a_key_straddling_the_message_cut_is_redacted_in_the_answer() {
         let r = h
             .get(&format!("{LIST}?chatbotId=support&page={}", pad + 1))
             .await;
-        let text = String::from_utf8_lossy(&r.body).into_owned();
-        r.expect_error(502, "upstream_error");
+        let e = r.expect_error(502, "upstream_error");
+        // What the vendor said, after the gateway's own words (which name the
+        // provider, itself an 8-character piece of the emulator's key).
+        let message = e["message"].as_str().unwrap();
+        let text = message.split_once("(HTTP 400): ").unwrap().1;
+        if pad + "[redacted]".len() <= 300 {
+            assert!(text.contains("[redacted]"), "pad {pad}: {text}");
+        }
         for start in 0..=CHATBASE_KEY.len() - 8 {
             let fragment = &CHATBASE_KEY[start..start + 8];
             assert!(!text.contains(fragment), "pad {pad}: {fragment} in {text}");
@@ -408,4 +414,136 @@ bots = ["*"]
         );
         assert!(!line.contains('\u{1b}'), "raw ESC in the log: {line:?}");
     }
+}
+
+/// The gateway's peak resident memory (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// A realistic vendor page of about `bytes`: 100 conversations of Markdown
+/// answers with quotes, newlines and non-ASCII text.
+fn large_chatbase_page(bytes: usize) -> String {
+    let text: String = "Here is **an answer** with \"quotes\", a newline\n and ünïcode. "
+        .repeat(5)
+        .chars()
+        .take(300)
+        .collect();
+    let per_conversation = bytes / 100;
+    let messages = (per_conversation / (text.len() + 40)).max(1);
+    let data: Vec<_> = (0..100)
+        .map(|i| {
+            let msgs: Vec<_> = (0..messages)
+                .map(|j| {
+                    let role = if j % 2 == 0 { "user" } else { "assistant" };
+                    serde_json::json!({"role": role, "content": text})
+                })
+                .collect();
+            serde_json::json!({"id": format!("c{i}"), "chatbot_id": "cb",
+                "created_at": "2024-01-01T00:00:00Z", "source": "API", "messages": msgs})
+        })
+        .collect();
+    serde_json::json!({ "data": data }).to_string()
+}
+
+/// Ten concurrent ~8 MB vendor answers stay within the documented budget:
+/// base + `cache.max_bytes` + 8 × `server.max_inflight_body_bytes`. Without the
+/// in-flight bound they would all be parsed at once (≈ 10 × 8 × 5 MB).
+#[test]
+fn concurrent_large_vendor_bodies_stay_within_the_memory_budget() {
+    const MIB: u64 = 1024 * 1024;
+    let inflight = 16 * MIB;
+    let cache = 8 * MIB;
+    let (_emu, emu_port) = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chatgate.toml");
+    let port = free_port();
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+bind = "127.0.0.1:{port}"
+workers = 2
+max_inflight_body_bytes = {inflight}
+request_timeout_ms = 600000
+[cache]
+max_bytes = {cache}
+[providers.chatbase]
+base_url = "http://127.0.0.1:{emu_port}/chatbase/api/v1"
+api_key = "emu-chatbase-secret"
+max_retries = 0
+timeout_ms = 600000
+max_body_bytes = {inflight}
+max_requests_per_second = 10000
+[bots.support]
+provider = "chatbase"
+chatbot_id = "cb-support"
+[clients.ops]
+key = "0123456789abcdef0123"
+bots = ["*"]
+requests_per_minute = 1000000
+burst = 100000
+"#
+        ),
+    )
+    .unwrap();
+    let gw = Proc(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(port, Duration::from_secs(30));
+    let body = large_chatbase_page(8_000_000);
+    assert!(body.len() as u64 <= inflight, "{}", body.len());
+    let fault = serde_json::json!({
+        "vendor": "chatbase",
+        "kind": {"type": "status", "status": 200, "body": body}
+    })
+    .to_string();
+    let headers = [("Content-Type".to_owned(), "application/json".to_owned())];
+    let (s, text) = http(
+        emu_port,
+        "POST",
+        "/_emulator/faults",
+        &headers,
+        Some(&fault),
+    );
+    assert_eq!(s, 204, "{text}");
+    let clients: Vec<_> = (0..10)
+        .map(|i| {
+            std::thread::spawn(move || {
+                try_http(
+                    port,
+                    "GET",
+                    &format!("{LIST}?chatbotId=support&size=100&page={}", i + 1),
+                    &bearer("0123456789abcdef0123"),
+                    None,
+                )
+                .map(|r| r.status)
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap().unwrap(), 200);
+    }
+    let peak = peak_rss(gw.0.id());
+    let budget = 64 * MIB + cache + 8 * inflight;
+    assert!(
+        peak <= budget,
+        "peak RSS {} MiB over the documented budget {} MiB",
+        peak / MIB,
+        budget / MIB
+    );
 }
