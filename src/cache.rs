@@ -18,16 +18,23 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use chatgate_providers::{ListQuery, ProviderKind};
 use moka::future::Cache;
 
 use crate::config::{BotConfig, CacheConfig, ProviderConfig};
-use crate::gateway::Listed;
-use crate::server::error::ApiError;
+use crate::error::GatewayError;
 
 /// Bytes counted per entry on top of its value and key, for moka's own
 /// bookkeeping, so `max_bytes` tracks memory rather than payload alone.
 const ENTRY_OVERHEAD: usize = 256;
+
+/// `cache.max_bytes` bounds both caches together: a quarter goes to the
+/// backend chunks of dual-read bots, the rest to response bodies.
+pub fn split_cache_budget(max_bytes: u64) -> (u64, u64) {
+    let chunks = max_bytes / 4;
+    (max_bytes - chunks, chunks)
+}
 
 /// An approximate size in bytes, for the weight bound.
 pub trait Weigh {
@@ -121,6 +128,17 @@ impl Weigh for CacheKey {
         };
         self.bot.len() + self.backends.iter().map(Weigh::weigh).sum::<usize>() + op
     }
+}
+
+/// A successful answer, already serialized.
+pub struct Listed {
+    /// The response body.
+    pub body: Bytes,
+    /// `X-Provider`: the vendor kind, or a merged bot's kinds in config order.
+    pub provider: String,
+    /// Whether part of it came from stale cached data (a merged bot whose
+    /// backend failed), so the answer says `X-Cache: STALE`.
+    pub stale: bool,
 }
 
 impl Weigh for Listed {
@@ -243,13 +261,18 @@ where
         key: K,
         bypass: bool,
         fetch: F,
-    ) -> Result<(Arc<Stored<V>>, CacheStatus), ApiError>
+    ) -> Result<(Arc<Stored<V>>, CacheStatus), GatewayError>
     where
-        F: Future<Output = Result<V, ApiError>>,
+        F: Future<Output = Result<V, GatewayError>>,
     {
         let Some(inner) = &self.inner else {
             let value = fetch.await?;
-            return Ok((Arc::new(Stored::now(value)), CacheStatus::Bypass));
+            let status = if value.storable() {
+                CacheStatus::Bypass
+            } else {
+                CacheStatus::Stale
+            };
+            return Ok((Arc::new(Stored::now(value)), status));
         };
         let key = Arc::new(key);
         let existing = inner.entries.get(&key).await;
@@ -276,7 +299,11 @@ where
         inner.inflight.invalidate(&key).await;
         match fetched {
             Ok(value) => {
-                let status = if bypass {
+                // The one place STALE is decided: a value built partly from
+                // stale data (a merged page) says so, like a stale entry does.
+                let status = if !value.value.storable() {
+                    CacheStatus::Stale
+                } else if bypass {
                     CacheStatus::Bypass
                 } else {
                     CacheStatus::Miss
@@ -288,7 +315,7 @@ where
                     tracing::warn!(error = %error, "vendor failed; serving a stale answer");
                     Ok((stale, CacheStatus::Stale))
                 }
-                _ => Err(ApiError::clone(&error)),
+                _ => Err(GatewayError::clone(&error)),
             },
         }
     }

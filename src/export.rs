@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use chatgate_providers::{ListQuery, Page, PageNumber, PageSize};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::split_cache_budget;
 use crate::config::Config;
-use crate::gateway::{Gateway, UpstreamStats};
-use crate::merge::{ChunkCache, Merger};
+use crate::error::GatewayError;
+use crate::gateway::{CallCtx, Gateway, UpstreamStats};
+use crate::merge::{ChunkCache, ChunkSource, Merger};
 use crate::metrics::Metrics;
-use crate::server::error::ApiError;
-use crate::server::params;
-use crate::server::split_cache_budget;
+use crate::query as params;
 use crate::upstream::{tls_config, BodyBudget, Upstream};
 
 /// What to export.
@@ -295,24 +295,27 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
     // A dual-read bot is streamed: its merge goes on from the checkpointed
     // backend positions, so each backend is read once however long the export.
     let mut merger =
-        (bot.backends.len() > 1).then(|| Merger::new(&bot, checkpoint.positions.as_deref(), false));
+        (bot.backends.len() > 1).then(|| Merger::new(&bot, checkpoint.positions.as_deref()));
     loop {
         let page_number = checkpoint.next_page;
         query.page = PageNumber::new(page_number).ok_or_else(|| {
             ExportError::Usage(format!("the bot has more than {} pages", PageNumber::MAX))
         })?;
-        let stats = UpstreamStats::default();
         let request_id = format!("export-{}-p{page_number}", args.bot);
+        let ctx = CallCtx {
+            upstream: &upstream,
+            request_id: &request_id,
+            bypass: false,
+            stats: UpstreamStats::default(),
+        };
         let result = match merger.as_mut() {
-            Some(merger) => {
-                next_batch(merger, &gateway, &upstream, &query, &request_id, &stats).await
-            }
+            Some(merger) => next_batch(merger, &gateway.chunk_source(&ctx, &bot), &query).await,
             None => gateway
-                .list_page(&upstream, &bot, &query, &request_id, false, &stats)
+                .list_page(&ctx, &bot, &query)
                 .await
                 .map(|(page, _)| page),
         };
-        checkpoint.totals.vendor_calls += u64::from(stats.calls());
+        checkpoint.totals.vendor_calls += u64::from(ctx.stats.calls());
         let page = match result {
             Ok(page) => page,
             Err(e) => {
@@ -364,28 +367,20 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
 }
 
 /// The next `query.size` conversations of a merged stream, as a page.
-async fn next_batch(
-    merger: &mut Merger<'_>,
-    gateway: &Gateway,
-    upstream: &Upstream,
+async fn next_batch<S: ChunkSource>(
+    merger: &mut Merger<'_, S::Loaded>,
+    source: &S,
     query: &ListQuery,
-    request_id: &str,
-    stats: &UpstreamStats,
-) -> Result<Page, ApiError> {
+) -> Result<Page, GatewayError> {
     let size = query.size.get() as usize;
     let mut conversations = Vec::with_capacity(size);
     while conversations.len() < size {
-        match merger
-            .next(gateway, upstream, query, request_id, stats)
-            .await?
-        {
+        match merger.next(source, query).await? {
             Some(c) => conversations.push(c),
             None => break,
         }
     }
-    let has_more = merger
-        .has_next(gateway, upstream, query, request_id, stats)
-        .await?;
+    let has_more = merger.has_next(source, query).await?;
     Ok(Page {
         conversations,
         has_more,

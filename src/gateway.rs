@@ -26,20 +26,20 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chatgate_providers::{
-    adapter, Adapter, Conversation, ListQuery, Operation, Page, ProviderError, ProviderKind, Step,
-    Target, UpstreamRequest,
+    adapter, Adapter, Conversation, ListQuery, Operation, Page, PageNumber, PageSize,
+    ProviderError, ProviderKind, Step, Target, UpstreamRequest,
 };
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::cache::{BackendId, CacheStatus};
+use crate::cache::{BackendId, CacheStatus, Listed, Stored};
 use crate::circuit::CircuitBreaker;
 use crate::config::{Backend, BotConfig, Config, ProviderConfig};
+use crate::error::{GatewayError, UpstreamFailure};
 use crate::limits::ProviderGuard;
-use crate::merge::{self, ChunkCache};
+use crate::merge::{self, Chunk, ChunkCache, ChunkKey, ChunkSource, CHUNK};
 use crate::metrics::{Metrics, UpstreamOutcome};
-use crate::server::error::{ApiError, UpstreamFailure};
 use crate::upstream::{TransportError, Upstream};
 
 /// First backoff step; each retry doubles it, up to [`BACKOFF_CAP`].
@@ -203,15 +203,79 @@ impl UpstreamStats {
     }
 }
 
-/// A successful answer, already serialized.
-pub struct Listed {
-    /// The response body.
-    pub body: Bytes,
-    /// `X-Provider`: the vendor kind, or a merged bot's kinds in config order.
-    pub provider: String,
-    /// Whether part of it came from stale cached data (a merged bot whose
-    /// backend failed), so the answer says `X-Cache: STALE`.
-    pub stale: bool,
+/// What one API request (or one export page) brings to every vendor call it
+/// makes: the worker's HTTP clients, the id vendors see in `X-Request-Id`,
+/// whether the cache was bypassed, and the request's call count and budget.
+pub struct CallCtx<'a> {
+    /// The worker's clients.
+    pub upstream: &'a Upstream,
+    /// The request's id, sent to vendors and carried by the `upstream` span.
+    pub request_id: &'a str,
+    /// `Cache-Control: no-cache`: chunk reads skip the cache (still storing).
+    pub bypass: bool,
+    /// Calls made, time spent, calls left.
+    pub stats: UpstreamStats,
+}
+
+/// A dual-read bot's backends as a merge reads them: through the chunk cache,
+/// then the vendor-call phases, within one request's budget.
+pub struct Chunks<'a> {
+    gw: &'a Gateway,
+    ctx: &'a CallCtx<'a>,
+    bot: &'a BotConfig,
+}
+
+/// A chunk as the chunk cache shares it.
+pub struct SharedChunk(Arc<Stored<Chunk>>);
+
+impl std::ops::Deref for SharedChunk {
+    type Target = Chunk;
+
+    fn deref(&self) -> &Chunk {
+        &self.0
+    }
+}
+
+impl ChunkSource for Chunks<'_> {
+    type Loaded = SharedChunk;
+
+    async fn chunk(
+        &self,
+        backend: &Backend,
+        query: &ListQuery,
+        k: u64,
+    ) -> Result<(Self::Loaded, CacheStatus), GatewayError> {
+        let page = u32::try_from(k + 1)
+            .ok()
+            .and_then(PageNumber::new)
+            .ok_or_else(|| {
+                GatewayError::OutOfReach(
+                    "the page lies beyond what the backends can be read to".to_owned(),
+                )
+            })?;
+        let chunk_query = ListQuery {
+            page,
+            size: PageSize::new(CHUNK).expect("CHUNK is a valid page size"),
+            ..query.clone()
+        };
+        let key = ChunkKey::new(
+            &self.bot.name,
+            self.gw.backend_id(backend)?,
+            chunk_query.clone(),
+        );
+        let fetch = async {
+            self.gw
+                .backend_page(self.ctx, &self.bot.name, backend, &chunk_query)
+                .await
+                .map(Chunk::from)
+        };
+        let (chunk, status) = self
+            .gw
+            .chunks
+            .get_or_fetch(key, self.ctx.bypass, fetch)
+            .await?;
+        Ok((SharedChunk(chunk), status))
+    }
 }
 
 #[derive(Serialize)]
@@ -274,15 +338,15 @@ impl Gateway {
     }
 
     /// The runtime of a backend's provider. Validation guarantees it exists.
-    pub fn runtime(&self, backend: &Backend) -> Result<&Arc<ProviderRuntime>, ApiError> {
+    pub fn runtime(&self, backend: &Backend) -> Result<&Arc<ProviderRuntime>, GatewayError> {
         self.providers.get(&backend.provider).ok_or_else(|| {
             tracing::error!(provider = %backend.provider, "a bot names a provider the runtime lacks");
-            ApiError::Internal
+            GatewayError::Internal
         })
     }
 
     /// The cache identity of a backend.
-    pub fn backend_id(&self, backend: &Backend) -> Result<BackendId, ApiError> {
+    pub fn backend_id(&self, backend: &Backend) -> Result<BackendId, GatewayError> {
         Ok(BackendId::new(
             &self.runtime(backend)?.config,
             &backend.chatbot_id,
@@ -290,35 +354,29 @@ impl Gateway {
     }
 
     /// The cache identities of a bot's backends, in config order.
-    pub fn backend_ids(&self, bot: &BotConfig) -> Result<Vec<BackendId>, ApiError> {
+    pub fn backend_ids(&self, bot: &BotConfig) -> Result<Vec<BackendId>, GatewayError> {
         bot.backends.iter().map(|b| self.backend_id(b)).collect()
     }
 
     /// `X-Provider`: the kinds of the bot's backends, comma-separated, in config
     /// order.
-    pub fn provider_label(&self, bot: &BotConfig) -> Result<String, ApiError> {
+    pub fn provider_label(&self, bot: &BotConfig) -> Result<String, GatewayError> {
         let kinds = bot
             .backends
             .iter()
             .map(|b| Ok(self.runtime(b)?.kind().as_str()))
-            .collect::<Result<Vec<_>, ApiError>>()?;
+            .collect::<Result<Vec<_>, GatewayError>>()?;
         Ok(kinds.join(","))
     }
 
     /// Lists one page of a bot's conversations, serialized.
-    #[allow(clippy::too_many_arguments)]
     pub async fn list(
         &self,
-        upstream: &Upstream,
+        ctx: &CallCtx<'_>,
         bot: &BotConfig,
         query: &ListQuery,
-        request_id: &str,
-        bypass: bool,
-        stats: &UpstreamStats,
-    ) -> Result<Listed, ApiError> {
-        let (page, status) = self
-            .list_page(upstream, bot, query, request_id, bypass, stats)
-            .await?;
+    ) -> Result<Listed, GatewayError> {
+        let (page, status) = self.list_page(ctx, bot, query).await?;
         let body = ListBody {
             data: &page.conversations,
             page: query.page.get(),
@@ -336,47 +394,76 @@ impl Gateway {
     /// merge of several (see [`crate::merge`]).
     pub async fn list_page(
         &self,
-        upstream: &Upstream,
+        ctx: &CallCtx<'_>,
         bot: &BotConfig,
         query: &ListQuery,
-        request_id: &str,
-        bypass: bool,
-        stats: &UpstreamStats,
-    ) -> Result<(Page, CacheStatus), ApiError> {
+    ) -> Result<(Page, CacheStatus), GatewayError> {
         match bot.backends.as_slice() {
             [one] => {
-                let page = self
-                    .backend_page(upstream, &bot.name, one, query, request_id, stats)
-                    .await?;
+                let page = self.backend_page(ctx, &bot.name, one, query).await?;
                 Ok((page, CacheStatus::Miss))
             }
             _ => {
+                self.refuse_unreachable(ctx, bot, query)?;
                 // Each chunk read has its own budget; the page as a whole is bound
                 // by the request's deadline too.
                 let budget = self.config.server.request_timeout;
-                let merged =
-                    merge::merged_page(self, upstream, bot, query, request_id, bypass, stats);
+                let source = self.chunk_source(ctx, bot);
+                let merged = merge::merged_page(&source, bot, query);
                 match tokio::time::timeout(budget, merged).await {
                     Ok(result) => result,
                     Err(_) => {
                         let kind = self.runtime(&bot.backends[0])?.kind();
-                        Err(ApiError::upstream(kind, UpstreamFailure::Deadline(budget)))
+                        Err(GatewayError::upstream(
+                            kind,
+                            UpstreamFailure::Deadline(budget),
+                        ))
                     }
                 }
             }
         }
     }
 
+    /// Refuses at once, before any vendor call, a merged page that the request's
+    /// call budget cannot reach: when no chunk can come from the cache (bypassed
+    /// or disabled), skipping `window_start` conversations takes at least one
+    /// chunk read per [`CHUNK`] of them, so a deep page asked with `no-cache` is
+    /// answered cheaply instead of spending the budget first.
+    fn refuse_unreachable(
+        &self,
+        ctx: &CallCtx<'_>,
+        bot: &BotConfig,
+        query: &ListQuery,
+    ) -> Result<(), GatewayError> {
+        let cold = ctx.bypass || !self.chunks.is_enabled();
+        let (Some(left), Some(budget)) = (ctx.stats.calls_left(), ctx.stats.budget()) else {
+            return Ok(());
+        };
+        let needed = query.window_start().div_ceil(u64::from(CHUNK));
+        if cold && needed > u64::from(left) {
+            let kind = self.runtime(&bot.backends[0])?.kind();
+            return Err(GatewayError::upstream(
+                kind,
+                UpstreamFailure::CallBudget(budget.get()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a merge of `bot` reads its backends through: the chunk cache, then
+    /// the vendor-call phases, within `ctx`'s budget.
+    pub fn chunk_source<'a>(&'a self, ctx: &'a CallCtx<'a>, bot: &'a BotConfig) -> Chunks<'a> {
+        Chunks { gw: self, ctx, bot }
+    }
+
     /// One page of one backend.
     pub async fn backend_page(
         &self,
-        upstream: &Upstream,
+        ctx: &CallCtx<'_>,
         bot_name: &str,
         backend: &Backend,
         query: &ListQuery,
-        request_id: &str,
-        stats: &UpstreamStats,
-    ) -> Result<Page, ApiError> {
+    ) -> Result<Page, GatewayError> {
         let provider = self.runtime(backend)?;
         let hint = NonZeroU32::new(provider.vendor_page_size.load(Ordering::Relaxed));
         let target = Target {
@@ -384,9 +471,7 @@ impl Gateway {
             chatbot_id: &backend.chatbot_id,
         };
         let op = provider.adapter.list(target, query, hint);
-        let result = self
-            .drive(upstream, provider, op, request_id, stats)
-            .await?;
+        let result = self.drive(ctx, provider, op).await?;
         if let Some(size) = result.vendor_page_size {
             provider
                 .vendor_page_size
@@ -399,13 +484,11 @@ impl Gateway {
     /// backends in config order (those with a detail endpoint) until one has it.
     pub async fn get(
         &self,
-        upstream: &Upstream,
+        ctx: &CallCtx<'_>,
         bot: &BotConfig,
         conversation_id: &str,
         include_raw: bool,
-        request_id: &str,
-        stats: &UpstreamStats,
-    ) -> Result<Listed, ApiError> {
+    ) -> Result<Listed, GatewayError> {
         let mut last_error = None;
         for backend in &bot.backends {
             let provider = self.runtime(backend)?;
@@ -416,11 +499,11 @@ impl Gateway {
             let op = match provider.adapter.get(target, conversation_id, include_raw) {
                 Ok(op) => op,
                 Err(e) => {
-                    last_error.get_or_insert(ApiError::upstream(provider.kind(), e));
+                    last_error.get_or_insert(GatewayError::upstream(provider.kind(), e));
                     continue;
                 }
             };
-            match self.drive(upstream, provider, op, request_id, stats).await {
+            match self.drive(ctx, provider, op).await {
                 Ok(conversation) => {
                     return Ok(Listed {
                         body: to_bytes(&OneBody {
@@ -430,44 +513,38 @@ impl Gateway {
                         stale: false,
                     })
                 }
-                Err(e) if bot.backends.len() > 1 && e.status_and_code().1 == "not_found" => {
+                Err(e) if bot.backends.len() > 1 && e.is_not_found() => {
                     last_error = Some(e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last_error.unwrap_or(ApiError::Internal))
+        Err(last_error.unwrap_or(GatewayError::Internal))
     }
 
     /// Runs an operation to completion, within the request's overall deadline.
     async fn drive<T>(
         &self,
-        upstream: &Upstream,
+        ctx: &CallCtx<'_>,
         provider: &ProviderRuntime,
         mut op: Box<dyn Operation<T>>,
-        request_id: &str,
-        stats: &UpstreamStats,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, GatewayError> {
         let kind = provider.kind();
         let budget = self.config.server.request_timeout;
         let deadline = Instant::now() + budget;
-        let span = tracing::info_span!("upstream", request_id, provider = %provider.config.name);
+        let span = tracing::info_span!(
+            "upstream",
+            request_id = ctx.request_id,
+            provider = %provider.config.name
+        );
         let run = async {
-            let mut step = op.start().map_err(|e| ApiError::upstream(kind, e))?;
+            let mut step = op.start().map_err(|e| GatewayError::upstream(kind, e))?;
             loop {
                 match step {
                     Step::Done(value) => return Ok(value),
                     Step::Send(request) => {
                         step = self
-                            .call(
-                                upstream,
-                                provider,
-                                op.as_mut(),
-                                &request,
-                                request_id,
-                                deadline,
-                                stats,
-                            )
+                            .call(ctx, provider, op.as_mut(), &request, deadline)
                             .await?;
                     }
                 }
@@ -475,26 +552,32 @@ impl Gateway {
         };
         match tokio::time::timeout(budget, run.instrument(span)).await {
             Ok(result) => result,
-            Err(_) => Err(ApiError::upstream(kind, UpstreamFailure::Deadline(budget))),
+            Err(_) => Err(GatewayError::upstream(
+                kind,
+                UpstreamFailure::Deadline(budget),
+            )),
         }
     }
 
     /// One step of an operation: the vendor call with its phases and retries,
     /// ending with the adapter's next step or the final error.
-    #[allow(clippy::too_many_arguments)]
     async fn call<T>(
         &self,
-        upstream: &Upstream,
+        ctx: &CallCtx<'_>,
         provider: &ProviderRuntime,
         op: &mut dyn Operation<T>,
         request: &UpstreamRequest,
-        request_id: &str,
         deadline: Instant,
-        stats: &UpstreamStats,
-    ) -> Result<Step<T>, ApiError> {
+    ) -> Result<Step<T>, GatewayError> {
+        let CallCtx {
+            upstream,
+            request_id,
+            stats,
+            ..
+        } = ctx;
         let kind = provider.kind();
         let name = provider.config.name.as_str();
-        let fail = |f: UpstreamFailure| ApiError::upstream(kind, f);
+        let fail = |f: UpstreamFailure| GatewayError::upstream(kind, f);
         let mut retries = 0;
         let mut waited_out_pause = false;
         loop {
@@ -638,10 +721,10 @@ fn full_jitter(retry: u32) -> Duration {
     ceiling.mul_f64(rand::random::<f64>())
 }
 
-fn to_bytes<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
+fn to_bytes<T: Serialize>(value: &T) -> Result<Bytes, GatewayError> {
     serde_json::to_vec(value).map(Bytes::from).map_err(|e| {
         tracing::error!(error = %e, "could not serialize a response");
-        ApiError::Internal
+        GatewayError::Internal
     })
 }
 

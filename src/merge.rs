@@ -17,16 +17,32 @@
 //! not cached yet — at most one new chunk per backend for sequential paging.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::future::Future;
+use std::ops::Deref;
 
-use chatgate_providers::{Conversation, ListQuery, Page, PageNumber, PageSize};
+use chatgate_providers::{Conversation, ListQuery, Page};
 use futures_util::future::join_all;
 
-use crate::cache::{BackendId, CacheStatus, Stored, SwrCache, Weigh};
+use crate::cache::{BackendId, CacheStatus, SwrCache, Weigh};
 use crate::config::{Backend, BotConfig};
-use crate::gateway::{Gateway, UpstreamStats};
-use crate::server::error::{ApiError, UpstreamFailure};
-use crate::upstream::Upstream;
+use crate::error::GatewayError;
+
+/// Where a merge reads backend chunks from. The gateway implements it over its
+/// chunk cache and vendor-call phases; the merge itself knows nothing of HTTP,
+/// caches or vendors, so it is tested over plain vectors.
+pub trait ChunkSource {
+    /// A loaded chunk (the gateway's is shared with its chunk cache).
+    type Loaded: Deref<Target = Chunk>;
+
+    /// Chunk `k` — conversations `[k·CHUNK, (k+1)·CHUNK)` — of `backend`'s stream
+    /// filtered by `query`, and how the cache served it.
+    fn chunk(
+        &self,
+        backend: &Backend,
+        query: &ListQuery,
+        k: u64,
+    ) -> impl Future<Output = Result<(Self::Loaded, CacheStatus), GatewayError>>;
+}
 
 /// Conversations per backend chunk: the largest page every vendor accepts.
 pub const CHUNK: u32 = 100;
@@ -41,6 +57,18 @@ pub struct ChunkKey {
     backend: BackendId,
     /// Filters plus `page = chunk + 1`, `size = CHUNK`.
     query: ListQuery,
+}
+
+impl ChunkKey {
+    /// Chunk `query` (filters, `page = chunk + 1`, `size = CHUNK`) of `backend`
+    /// for `bot`.
+    pub fn new(bot: &str, backend: BackendId, query: ListQuery) -> Self {
+        Self {
+            bot: bot.to_owned(),
+            backend,
+            query,
+        }
+    }
 }
 
 impl Weigh for ChunkKey {
@@ -102,17 +130,17 @@ fn approx_size(c: &Conversation) -> usize {
 }
 
 /// A position in one backend's stream.
-struct Cursor<'a> {
+struct Cursor<'a, L> {
     backend: &'a Backend,
     /// Index of the next conversation in the backend's stream.
     pos: u64,
-    chunk: Option<Arc<Stored<Chunk>>>,
+    chunk: Option<L>,
     /// The chunk `chunk` holds.
     chunk_index: u64,
     exhausted: bool,
 }
 
-impl Cursor<'_> {
+impl<L: Deref<Target = Chunk>> Cursor<'_, L> {
     fn head(&self) -> Option<&Conversation> {
         let chunk = self.chunk.as_ref()?;
         if self.pos / u64::from(CHUNK) != self.chunk_index {
@@ -150,18 +178,16 @@ impl Cursor<'_> {
 /// The API builds a page by walking it from the start; `export` keeps one across
 /// pages and checkpoints [`Merger::positions`], so a long export reads each
 /// backend exactly once whatever the cache holds.
-pub struct Merger<'a> {
-    bot: &'a BotConfig,
-    cursors: Vec<Cursor<'a>>,
+pub struct Merger<'a, L> {
+    cursors: Vec<Cursor<'a, L>>,
     seen: HashSet<(usize, String)>,
     status: CacheStatus,
-    bypass: bool,
 }
 
-impl<'a> Merger<'a> {
+impl<'a, L: Deref<Target = Chunk>> Merger<'a, L> {
     /// A merge of `bot`'s backends starting at `positions` (one per backend, in
     /// config order; `None` starts every backend at its beginning).
-    pub fn new(bot: &'a BotConfig, positions: Option<&[u64]>, bypass: bool) -> Self {
+    pub fn new(bot: &'a BotConfig, positions: Option<&[u64]>) -> Self {
         let cursors = bot
             .backends
             .iter()
@@ -175,11 +201,9 @@ impl<'a> Merger<'a> {
             })
             .collect();
         Self {
-            bot,
             cursors,
             seen: HashSet::new(),
             status: CacheStatus::Hit,
-            bypass,
         }
     }
 
@@ -194,14 +218,11 @@ impl<'a> Merger<'a> {
     }
 
     /// Loads every missing head at once, one chunk per backend, concurrently.
-    async fn fill(
+    async fn fill<S: ChunkSource<Loaded = L>>(
         &mut self,
-        gw: &Gateway,
-        upstream: &Upstream,
+        source: &S,
         query: &ListQuery,
-        request_id: &str,
-        stats: &UpstreamStats,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), GatewayError> {
         let wanted: Vec<(usize, u64)> = self
             .cursors
             .iter_mut()
@@ -211,21 +232,9 @@ impl<'a> Merger<'a> {
         if wanted.is_empty() {
             return Ok(());
         }
-        let bot = self.bot;
-        let fetches = wanted.iter().map(|&(i, k)| {
-            let backend = self.cursors[i].backend;
-            chunk(
-                gw,
-                upstream,
-                bot,
-                backend,
-                query,
-                k,
-                request_id,
-                self.bypass,
-                stats,
-            )
-        });
+        let fetches = wanted
+            .iter()
+            .map(|&(i, k)| source.chunk(self.cursors[i].backend, query, k));
         // Results in config order: the first failing backend's error wins.
         for ((i, k), result) in wanted.iter().zip(join_all(fetches).await) {
             let (loaded, chunk_status) = result?;
@@ -258,16 +267,13 @@ impl<'a> Merger<'a> {
     }
 
     /// Whether another conversation follows.
-    pub async fn has_next(
+    pub async fn has_next<S: ChunkSource<Loaded = L>>(
         &mut self,
-        gw: &Gateway,
-        upstream: &Upstream,
+        source: &S,
         query: &ListQuery,
-        request_id: &str,
-        stats: &UpstreamStats,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, GatewayError> {
         loop {
-            self.fill(gw, upstream, query, request_id, stats).await?;
+            self.fill(source, query).await?;
             let Some(i) = self.best() else {
                 return Ok(false);
             };
@@ -281,18 +287,12 @@ impl<'a> Merger<'a> {
     }
 
     /// The next conversation of the merged stream, or `None` at its end.
-    pub async fn next(
+    pub async fn next<S: ChunkSource<Loaded = L>>(
         &mut self,
-        gw: &Gateway,
-        upstream: &Upstream,
+        source: &S,
         query: &ListQuery,
-        request_id: &str,
-        stats: &UpstreamStats,
-    ) -> Result<Option<Conversation>, ApiError> {
-        if !self
-            .has_next(gw, upstream, query, request_id, stats)
-            .await?
-        {
+    ) -> Result<Option<Conversation>, GatewayError> {
+        if !self.has_next(source, query).await? {
             return Ok(None);
         }
         let i = self.best().expect("has_next found a head");
@@ -305,38 +305,26 @@ impl<'a> Merger<'a> {
 }
 
 /// One page of a bot with several backends, and how the chunk cache served it.
-pub async fn merged_page(
-    gw: &Gateway,
-    upstream: &Upstream,
+pub async fn merged_page<S: ChunkSource>(
+    source: &S,
     bot: &BotConfig,
     query: &ListQuery,
-    request_id: &str,
-    bypass: bool,
-    stats: &UpstreamStats,
-) -> Result<(Page, CacheStatus), ApiError> {
+) -> Result<(Page, CacheStatus), GatewayError> {
     let size = query.size.get() as usize;
-    refuse_unreachable(gw, bot, query, bypass, stats)?;
-    let mut merger = Merger::new(bot, None, bypass);
+    let mut merger = Merger::new(bot, None);
     for _ in 0..query.window_start() {
-        if merger
-            .next(gw, upstream, query, request_id, stats)
-            .await?
-            .is_none()
-        {
+        if merger.next(source, query).await?.is_none() {
             break;
         }
     }
     let mut conversations = Vec::with_capacity(size);
     while conversations.len() < size {
-        match merger.next(gw, upstream, query, request_id, stats).await? {
+        match merger.next(source, query).await? {
             Some(c) => conversations.push(c),
             None => break,
         }
     }
-    let has_more = conversations.len() == size
-        && merger
-            .has_next(gw, upstream, query, request_id, stats)
-            .await?;
+    let has_more = conversations.len() == size && merger.has_next(source, query).await?;
     Ok((
         Page {
             conversations,
@@ -346,75 +334,153 @@ pub async fn merged_page(
     ))
 }
 
-/// Refuses at once, before any vendor call, a page that the request's call
-/// budget cannot reach: when no chunk can come from the cache (bypassed or
-/// disabled), skipping `window_start` conversations takes at least one chunk
-/// read per [`CHUNK`] of them, so a deep page asked with `no-cache` is answered
-/// cheaply instead of spending the budget first.
-fn refuse_unreachable(
-    gw: &Gateway,
-    bot: &BotConfig,
-    query: &ListQuery,
-    bypass: bool,
-    stats: &UpstreamStats,
-) -> Result<(), ApiError> {
-    let cold = bypass || !gw.chunks().is_enabled();
-    let (Some(left), Some(budget)) = (stats.calls_left(), stats.budget()) else {
-        return Ok(());
-    };
-    let needed = query.window_start().div_ceil(u64::from(CHUNK));
-    if cold && needed > u64::from(left) {
-        let kind = gw.runtime(&bot.backends[0])?.kind();
-        return Err(ApiError::upstream(
-            kind,
-            UpstreamFailure::CallBudget(budget.get()),
-        ));
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
 
-/// Chunk `k` of one backend, through the chunk cache.
-#[allow(clippy::too_many_arguments)]
-async fn chunk(
-    gw: &Gateway,
-    upstream: &Upstream,
-    bot: &BotConfig,
-    backend: &Backend,
-    query: &ListQuery,
-    k: u64,
-    request_id: &str,
-    bypass: bool,
-    stats: &UpstreamStats,
-) -> Result<(Arc<Stored<Chunk>>, CacheStatus), ApiError> {
-    let page = u32::try_from(k + 1)
-        .ok()
-        .and_then(PageNumber::new)
-        .ok_or_else(|| {
-            ApiError::InvalidRequest(
-                "the page lies beyond what the backends can be read to".to_owned(),
-            )
-        })?;
-    let chunk_query = ListQuery {
-        page,
-        size: PageSize::new(CHUNK).expect("CHUNK is a valid page size"),
-        ..query.clone()
-    };
-    let key = ChunkKey {
-        bot: bot.name.clone(),
-        backend: gw.backend_id(backend)?,
-        query: chunk_query.clone(),
-    };
-    let fetch = async {
-        gw.backend_page(
-            upstream,
-            &bot.name,
-            backend,
-            &chunk_query,
-            request_id,
-            stats,
+    use chatgate_providers::{PageNumber, PageSize, ProviderKind, Source};
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    /// Backends as plain newest-first vectors, counting chunk reads.
+    struct Vectors {
+        streams: Vec<(Backend, Vec<Conversation>)>,
+        reads: Cell<u32>,
+    }
+
+    impl ChunkSource for Vectors {
+        type Loaded = Box<Chunk>;
+
+        async fn chunk(
+            &self,
+            backend: &Backend,
+            _query: &ListQuery,
+            k: u64,
+        ) -> Result<(Box<Chunk>, CacheStatus), GatewayError> {
+            self.reads.set(self.reads.get() + 1);
+            let stream = &self
+                .streams
+                .iter()
+                .find(|(b, _)| b == backend)
+                .ok_or(GatewayError::Internal)?
+                .1;
+            let start = usize::try_from(k * u64::from(CHUNK)).unwrap();
+            let end = (start + CHUNK as usize).min(stream.len());
+            let conversations = stream.get(start..end).unwrap_or_default().to_vec();
+            let page = Page {
+                conversations,
+                has_more: end < stream.len(),
+            };
+            Ok((Box::new(Chunk::from(page)), CacheStatus::Miss))
+        }
+    }
+
+    fn backend(name: &str) -> Backend {
+        Backend {
+            provider: name.to_owned(),
+            chatbot_id: "b".to_owned(),
+        }
+    }
+
+    fn conversation(id: String, secs: i64) -> Conversation {
+        Conversation {
+            id,
+            chatbot_id: "bot".to_owned(),
+            provider: ProviderKind::Chatbase,
+            created_at: Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap(),
+            updated_at: None,
+            customer: None,
+            source: Source::Api,
+            messages: Vec::new(),
+            raw: None,
+        }
+    }
+
+    /// Two backends with interleaved times, ties, and a repeated id.
+    fn source() -> (BotConfig, Vectors) {
+        let a: Vec<_> = (0..250)
+            .rev()
+            .map(|i| conversation(format!("a{i}"), 2 * i))
+            .collect();
+        let mut b: Vec<_> = (0..130)
+            .rev()
+            .map(|i| conversation(format!("b{i}"), 3 * i))
+            .collect();
+        // A vendor repeating an id across its pages: given once.
+        b.insert(60, b[59].clone());
+        let bot = BotConfig {
+            name: "bot".to_owned(),
+            backends: vec![backend("a"), backend("b")],
+        };
+        let streams = vec![(backend("a"), a), (backend("b"), b)];
+        (
+            bot,
+            Vectors {
+                streams,
+                reads: Cell::new(0),
+            },
         )
-        .await
-        .map(Chunk::from)
-    };
-    gw.chunks().get_or_fetch(key, bypass, fetch).await
+    }
+
+    /// The whole merge, the way a client expects it: newest first, equal times
+    /// in backend order, each backend's ids once.
+    fn expected(source: &Vectors) -> Vec<String> {
+        let mut all: Vec<(i64, usize, usize, String)> = Vec::new();
+        for (bi, (_, stream)) in source.streams.iter().enumerate() {
+            let mut seen = HashSet::new();
+            for (pos, c) in stream.iter().enumerate() {
+                if seen.insert(c.id.clone()) {
+                    all.push((-c.created_at.timestamp(), bi, pos, c.id.clone()));
+                }
+            }
+        }
+        all.sort();
+        all.into_iter().map(|(_, _, _, id)| id).collect()
+    }
+
+    fn query(page: u32, size: u32) -> ListQuery {
+        ListQuery {
+            page: PageNumber::new(page).unwrap(),
+            size: PageSize::new(size).unwrap(),
+            ..ListQuery::default()
+        }
+    }
+
+    #[actix_rt::test]
+    async fn every_page_is_the_slice_of_the_whole_merge() {
+        let (bot, source) = source();
+        let all = expected(&source);
+        assert_eq!(all.len(), 250 + 130);
+        for size in [1, 7, 50, 100] {
+            let pages = all.len().div_ceil(size as usize) as u32 + 1;
+            for page in 1..=pages {
+                let (got, _) = merged_page(&source, &bot, &query(page, size))
+                    .await
+                    .unwrap();
+                let start = ((page - 1) * size) as usize;
+                let want: Vec<_> = all.iter().skip(start).take(size as usize).collect();
+                let ids: Vec<_> = got.conversations.iter().map(|c| &c.id).collect();
+                assert_eq!(ids, want, "page {page} size {size}");
+                assert_eq!(got.has_more, start + (size as usize) < all.len());
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_streaming_merge_reads_each_chunk_once() {
+        let (bot, source) = source();
+        let mut merger = Merger::new(&bot, None);
+        let q = query(1, 100);
+        let mut ids = Vec::new();
+        while let Some(c) = merger.next(&source, &q).await.unwrap() {
+            ids.push(c.id);
+        }
+        assert_eq!(ids, expected(&source));
+        // a: 250 → 3 chunks; b: 131 → 2 chunks; no chunk read twice.
+        assert_eq!(source.reads.get(), 5);
+        assert_eq!(merger.positions(), vec![250, 131]);
+        let mut resumed: Merger<'_, Box<Chunk>> = Merger::new(&bot, Some(&[250, 131]));
+        assert!(resumed.next(&source, &q).await.unwrap().is_none());
+    }
 }

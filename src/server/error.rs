@@ -12,6 +12,8 @@ use actix_web::{HttpResponse, ResponseError};
 use chatgate_providers::{ProviderError, ProviderKind};
 use serde::Serialize;
 
+use crate::error::{whole_seconds, GatewayError, UpstreamFailure};
+use crate::query::QueryError;
 use crate::upstream::TransportError;
 
 /// What went wrong with a request, before it is tied to a request id.
@@ -53,59 +55,12 @@ pub enum ApiError {
     /// This client's quota is spent (or this IP failed authentication too often).
     #[error("rate limit exceeded; retry in {} s", whole_seconds(*.0))]
     RateLimited(Duration),
-    /// A vendor call failed.
-    #[error("{provider}: {failure}")]
-    Upstream {
-        /// Which vendor.
-        provider: ProviderKind,
-        /// How.
-        failure: UpstreamFailure,
-    },
-    /// A bug; details go to the log, never to the caller.
-    #[error("internal error")]
-    Internal,
-}
-
-/// How a vendor call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum UpstreamFailure {
-    /// The vendor answered, and the adapter classified the answer.
+    /// The core failed: a vendor call, the merge, a bug.
     #[error(transparent)]
-    Vendor(#[from] ProviderError),
-    /// The call itself failed (connect, timeout, body).
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    /// The whole request ran out of time across several vendor calls.
-    #[error("the request did not complete within {0:?}")]
-    Deadline(Duration),
-    /// The vendor said 429 and its window has not passed; no call was made.
-    #[error("the vendor asked the gateway to slow down; retry in {} s", whole_seconds(*.0))]
-    Paused(Duration),
-    /// The circuit breaker is open after repeated vendor failures.
-    #[error("the vendor has been failing; calls resume in {} s", whole_seconds(*.0))]
-    CircuitOpen(Duration),
-    /// The request needed more vendor calls than `server.max_vendor_calls_per_request`.
-    #[error(
-        "this request needed more than {0} vendor calls (a deep page of a dual-read \
-         bot, or a vendor failing repeatedly); ask for a shallower page, page in \
-         order so cached chunks are reused, use `chatgate export` for full walks, or \
-         raise server.max_vendor_calls_per_request"
-    )]
-    CallBudget(u32),
-    /// The gateway's own guard of the vendor's quota had no slot in time.
-    #[error("the gateway is holding calls to this vendor to its quota; retry in {} s", whole_seconds(*.0))]
-    Throttled(Duration),
+    Gateway(#[from] GatewayError),
 }
 
 impl ApiError {
-    /// A vendor failure for `provider`.
-    pub fn upstream(provider: ProviderKind, failure: impl Into<UpstreamFailure>) -> Self {
-        Self::Upstream {
-            provider,
-            failure: failure.into(),
-        }
-    }
-
     /// The HTTP status and the stable `code`.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         use ProviderError as P;
@@ -121,8 +76,13 @@ impl ApiError {
             Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::HttpLayer(status) => (*status, http_layer_code(*status)),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
-            Self::Upstream { failure, .. } => match failure {
+            Self::Gateway(GatewayError::Internal) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+            }
+            Self::Gateway(GatewayError::OutOfReach(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_request")
+            }
+            Self::Gateway(GatewayError::Upstream { failure, .. }) => match failure {
                 UpstreamFailure::Vendor(e) => match e {
                     P::Unauthorized { .. } => (StatusCode::BAD_GATEWAY, "upstream_auth_failed"),
                     P::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
@@ -154,10 +114,10 @@ impl ApiError {
     /// caller is told so without any detail of the key.
     fn message(&self) -> String {
         match self {
-            Self::Upstream {
+            Self::Gateway(GatewayError::Upstream {
                 provider,
                 failure: UpstreamFailure::Vendor(ProviderError::Unauthorized { status, .. }),
-            } => format!(
+            }) => format!(
                 "{provider} rejected the gateway's provider key (HTTP {status}); \
                  this is a gateway configuration fault, not the caller's"
             ),
@@ -167,57 +127,23 @@ impl ApiError {
 
     fn provider(&self) -> Option<ProviderKind> {
         match self {
-            Self::Upstream { provider, .. } => Some(*provider),
+            Self::Gateway(e) => e.provider(),
             _ => None,
         }
     }
 
     fn upstream_status(&self) -> Option<u16> {
         match self {
-            Self::Upstream {
-                failure: UpstreamFailure::Vendor(e),
-                ..
-            } => e.upstream_status(),
+            Self::Gateway(e) => e.upstream_status(),
             _ => None,
         }
     }
 
-    /// Whether a stale cached answer may stand in for this failure (SPEC §5): the
-    /// vendor failing or refusing load, not the vendor answering "no".
-    pub fn may_serve_stale(&self) -> bool {
-        use ProviderError as P;
-        match self {
-            Self::Upstream { failure, .. } => match failure {
-                UpstreamFailure::Vendor(e) => matches!(
-                    e,
-                    P::Upstream { .. } | P::RateLimited { .. } | P::InvalidBody { .. }
-                ),
-                UpstreamFailure::Transport(_)
-                | UpstreamFailure::Deadline(_)
-                | UpstreamFailure::Throttled(_)
-                | UpstreamFailure::Paused(_)
-                | UpstreamFailure::CircuitOpen(_) => true,
-                UpstreamFailure::CallBudget(_) => false,
-            },
-            _ => false,
-        }
-    }
-
-    /// `Retry-After` in whole seconds (≥ 1), for 429s.
+    /// `Retry-After` in whole seconds (≥ 1), for 429s and 503s.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::RateLimited(wait)
-            | Self::Upstream {
-                failure:
-                    UpstreamFailure::Throttled(wait)
-                    | UpstreamFailure::Paused(wait)
-                    | UpstreamFailure::CircuitOpen(wait),
-                ..
-            } => Some(whole_seconds(*wait)),
-            Self::Upstream {
-                failure: UpstreamFailure::Vendor(ProviderError::RateLimited { retry_after }),
-                ..
-            } => Some(whole_seconds(retry_after.unwrap_or(Duration::from_secs(1)))),
+            Self::RateLimited(wait) => Some(whole_seconds(*wait)),
+            Self::Gateway(e) => e.retry_after().map(whole_seconds),
             _ => None,
         }
     }
@@ -260,12 +186,6 @@ fn http_layer_message(status: StatusCode) -> &'static str {
     }
 }
 
-/// Rounds up to whole seconds, at least 1: a `Retry-After: 0` invites a hot loop.
-pub fn whole_seconds(d: Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    secs.max(1)
-}
-
 /// An [`ApiError`] tied to the request it answers: what actix turns into a
 /// response.
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +195,25 @@ pub struct Failure {
     pub error: ApiError,
     /// The request's id, echoed in the body.
     pub request_id: String,
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Invalid(m) => Self::InvalidRequest(m),
+            QueryError::Date(m) => Self::InvalidDate(m),
+        }
+    }
+}
+
+impl Failure {
+    /// `error` as the answer to `req`, with the request's id.
+    pub fn of(req: &actix_web::HttpRequest, error: impl Into<ApiError>) -> Self {
+        Self {
+            error: error.into(),
+            request_id: super::request_log::request_id(req),
+        }
+    }
 }
 
 #[derive(Serialize)]

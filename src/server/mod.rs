@@ -2,7 +2,6 @@
 
 pub mod auth;
 pub mod error;
-pub mod params;
 pub mod request_log;
 pub mod routes;
 pub mod wire;
@@ -17,7 +16,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{middleware, web, App};
 use arc_swap::ArcSwap;
 
-use crate::cache::ResponseCache;
+use crate::cache::{split_cache_budget, ResponseCache};
 use crate::config::{self, Config, ConfigError};
 use crate::gateway::Gateway;
 use crate::limits::{AuthFailures, ClientLimits};
@@ -269,13 +268,6 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
         task,
         background,
     })
-}
-
-/// `cache.max_bytes` bounds both caches together: a quarter goes to the
-/// backend chunks of dual-read bots, the rest to response bodies.
-pub fn split_cache_budget(max_bytes: u64) -> (u64, u64) {
-    let chunks = max_bytes / 4;
-    (max_bytes - chunks, chunks)
 }
 
 /// SIGHUP re-reads the config (SPEC §8).

@@ -1,21 +1,24 @@
 //! The HTTP endpoints (SPEC §2). Each API handler reads as its phases:
-//! authenticate → parse → resolve bot → authorize → call the vendor → respond.
-//! Errors are tied to the request id once, in [`fail`].
+//! authenticate and limit (the [`Caller`] extractor, before the handler runs) →
+//! parse → resolve and authorize the bot → cache, which calls the vendors on a
+//! miss ([`CallCtx`]) → respond. Errors are tied to the request id once, in
+//! [`answer`].
+
+use std::future::Future;
 
 use actix_web::http::header;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use super::auth::authenticate;
+use super::auth::Caller;
 use super::error::{ApiError, Failure};
-use super::params::{self, ListParams};
 use super::request_log::{record, request_id};
-use super::{AppState, Runtime, JSON};
-use crate::cache::{CacheKey, CacheStatus, Stored};
-use crate::config::{BotConfig, ClientConfig};
-use crate::gateway::Listed;
-use crate::gateway::UpstreamStats;
+use super::{AppState, JSON};
+use crate::cache::{CacheKey, CacheStatus, Listed, Stored};
+use crate::config::BotConfig;
+use crate::gateway::{CallCtx, UpstreamStats};
+use crate::query::{self as params, ListParams};
 use crate::upstream::Upstream;
 
 /// Largest request body accepted by `POST /api/v1/get-conversations`.
@@ -59,98 +62,112 @@ pub fn metrics_resource() -> actix_web::Resource {
         .default_service(web::to(method_not_allowed))
 }
 
-fn fail(req: &HttpRequest) -> impl Fn(ApiError) -> Failure + '_ {
-    move |error| Failure {
-        error,
-        request_id: request_id(req),
-    }
+/// Ties an error to the request it answers: the one place a handler's error
+/// becomes a response.
+async fn answer(
+    req: &HttpRequest,
+    handler: impl Future<Output = Result<HttpResponse, ApiError>>,
+) -> Result<HttpResponse, Failure> {
+    handler.await.map_err(|error| Failure::of(req, error))
 }
 
 /// `GET /api/v1/get-conversations`.
 async fn list_get(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    caller: Caller,
     upstream: web::Data<Upstream>,
 ) -> Result<HttpResponse, Failure> {
-    let rt = state.runtime();
-    let client = auth(&req, &state, &rt).map_err(fail(&req))?;
-    let params = params::list_from_query(req.query_string()).map_err(fail(&req))?;
-    list(&req, &state, &rt, &upstream, &client, params)
-        .await
-        .map_err(fail(&req))
+    answer(&req, async {
+        let params = params::list_from_query(req.query_string())?;
+        list(&req, &caller, &upstream, params).await
+    })
+    .await
 }
 
 /// `POST /api/v1/get-conversations` with a JSON body (the older Chatzuri dialect).
 async fn list_post(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    caller: Caller,
     upstream: web::Data<Upstream>,
 ) -> Result<HttpResponse, Failure> {
-    let rt = state.runtime();
-    let client = auth(&req, &state, &rt).map_err(fail(&req))?;
-    let within = rt.gateway.config.server.request_body_timeout;
-    let body = read_body(&req, payload, within).await.map_err(fail(&req))?;
-    let params = params::list_from_json(&body, req.query_string()).map_err(fail(&req))?;
-    list(&req, &state, &rt, &upstream, &client, params)
-        .await
-        .map_err(fail(&req))
+    answer(&req, async {
+        let within = caller.rt.gateway.config.server.request_body_timeout;
+        let body = read_body(&req, payload, within).await?;
+        let params = params::list_from_json(&body, req.query_string())?;
+        list(&req, &caller, &upstream, params).await
+    })
+    .await
 }
 
+/// The list phases after parsing: resolve and authorize the bot, then the
+/// cache, which calls the vendors on a miss, then the answer.
 async fn list(
     req: &HttpRequest,
-    state: &AppState,
-    rt: &Runtime,
+    caller: &Caller,
     upstream: &Upstream,
-    client: &ClientConfig,
     params: ListParams,
 ) -> Result<HttpResponse, ApiError> {
-    let bot = resolve_bot(req, rt, client, &params.bot)?;
-    let key = CacheKey::list(bot, rt.gateway.backend_ids(bot)?, &params.query);
-    let rid = request_id(req);
-    let bypass = skips_cache(req);
-    let stats = UpstreamStats::with_budget(rt.gateway.config.server.max_vendor_calls_per_request);
-    let fetch = rt
-        .gateway
-        .list(upstream, bot, &params.query, &rid, bypass, &stats);
-    let result = state.cache.get_or_fetch(key, bypass, fetch).await;
-    record(req, |f| f.upstream = stats);
-    result.map(|answer| success(req, state, answer))
+    let gateway = &caller.rt.gateway;
+    let bot = resolve_bot(req, caller, &params.bot)?;
+    let key = CacheKey::list(bot, gateway.backend_ids(bot)?, &params.query);
+    let request_id = request_id(req);
+    let ctx = call_ctx(req, caller, upstream, &request_id);
+    let fetch = gateway.list(&ctx, bot, &params.query);
+    let result = caller
+        .state
+        .cache
+        .get_or_fetch(key, ctx.bypass, fetch)
+        .await;
+    record(req, |f| f.upstream = ctx.stats);
+    Ok(success(req, &caller.state, result?))
 }
 
 /// `GET /api/v1/conversations/{id}?chatbotId=<bot>`.
 async fn get_conversation(
     req: HttpRequest,
     path: web::Path<String>,
-    state: web::Data<AppState>,
+    caller: Caller,
     upstream: web::Data<Upstream>,
 ) -> Result<HttpResponse, Failure> {
-    let rt = state.runtime();
-    let client = auth(&req, &state, &rt).map_err(fail(&req))?;
-    let params = params::detail_from_query(req.query_string()).map_err(fail(&req))?;
-    let conversation_id = path.into_inner();
-    check_conversation_id(&conversation_id).map_err(fail(&req))?;
-    let bot = resolve_bot(&req, &rt, &client, &params.bot).map_err(fail(&req))?;
-    let backends = rt.gateway.backend_ids(bot).map_err(fail(&req))?;
-    let key = CacheKey::get(bot, backends, &conversation_id, params.include_raw);
-    let rid = request_id(&req);
-    let stats = UpstreamStats::with_budget(rt.gateway.config.server.max_vendor_calls_per_request);
-    let fetch = rt.gateway.get(
-        &upstream,
-        bot,
-        &conversation_id,
-        params.include_raw,
-        &rid,
-        &stats,
-    );
-    let result = state
-        .cache
-        .get_or_fetch(key, skips_cache(&req), fetch)
-        .await;
-    record(&req, |f| f.upstream = stats);
-    result
-        .map(|answer| success(&req, &state, answer))
-        .map_err(fail(&req))
+    answer(&req, async {
+        let params = params::detail_from_query(req.query_string())?;
+        let conversation_id = path.into_inner();
+        check_conversation_id(&conversation_id)?;
+        let gateway = &caller.rt.gateway;
+        let bot = resolve_bot(&req, &caller, &params.bot)?;
+        let backends = gateway.backend_ids(bot)?;
+        let key = CacheKey::get(bot, backends, &conversation_id, params.include_raw);
+        let request_id = request_id(&req);
+        let ctx = call_ctx(&req, &caller, &upstream, &request_id);
+        let fetch = gateway.get(&ctx, bot, &conversation_id, params.include_raw);
+        let result = caller
+            .state
+            .cache
+            .get_or_fetch(key, ctx.bypass, fetch)
+            .await;
+        record(&req, |f| f.upstream = ctx.stats);
+        Ok(success(&req, &caller.state, result?))
+    })
+    .await
+}
+
+/// What the request brings to its vendor calls: this worker's clients, its id,
+/// whether it bypasses the cache, and its call budget.
+fn call_ctx<'a>(
+    req: &HttpRequest,
+    caller: &Caller,
+    upstream: &'a Upstream,
+    request_id: &'a str,
+) -> CallCtx<'a> {
+    CallCtx {
+        upstream,
+        request_id,
+        bypass: skips_cache(req),
+        stats: UpstreamStats::with_budget(
+            caller.rt.gateway.config.server.max_vendor_calls_per_request,
+        ),
+    }
 }
 
 #[derive(Serialize)]
@@ -161,22 +178,21 @@ struct BotEntry<'a> {
 }
 
 /// `GET /api/v1/bots`: the bots this key may read.
-async fn list_bots(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Failure> {
-    let rt = state.runtime();
-    let client = auth(&req, &state, &rt).map_err(fail(&req))?;
-    let config = &rt.gateway.config;
-    let data: Vec<BotEntry<'_>> = config
+async fn list_bots(caller: Caller) -> HttpResponse {
+    let gateway = &caller.rt.gateway;
+    let data: Vec<BotEntry<'_>> = gateway
+        .config
         .bots
         .values()
-        .filter(|b| client.bots.allows(&b.name))
+        .filter(|b| caller.client.bots.allows(&b.name))
         .filter_map(|b| {
             Some(BotEntry {
                 name: &b.name,
-                provider: rt.gateway.provider_label(b).ok()?,
+                provider: gateway.provider_label(b).ok()?,
             })
         })
         .collect();
-    Ok(json(&serde_json::json!({ "data": data })))
+    json(&serde_json::json!({ "data": data }))
 }
 
 async fn healthz() -> HttpResponse {
@@ -191,7 +207,7 @@ async fn readyz() -> HttpResponse {
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Failure> {
     if !state.metrics_on_main && req.app_data::<web::Data<Upstream>>().is_some() {
         // Served on `server.metrics_bind` instead.
-        return Err(fail(&req)(ApiError::NoRoute(req.path().to_owned())));
+        return Err(Failure::of(&req, ApiError::NoRoute(req.path().to_owned())));
     }
     state.metrics.cache_weight(state.cache_weight().await);
     state.runtime().gateway.report_circuits();
@@ -202,47 +218,15 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 
 /// Unknown paths answer in the same JSON shape as everything else.
 pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, Failure> {
-    Err(fail(&req)(ApiError::NoRoute(req.path().to_owned())))
+    Err(Failure::of(&req, ApiError::NoRoute(req.path().to_owned())))
 }
 
 /// A known path asked with another method answers in the same JSON shape.
 pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Failure> {
-    Err(fail(&req)(ApiError::MethodNotAllowed(
-        req.method().to_string(),
-    )))
-}
-
-/// Authenticates and counts the request against the client's quota (cache hits
-/// included). An IP over its failed-authentication allowance is refused before any
-/// key comparison; only a presented-but-wrong key counts as a failure.
-fn auth(
-    req: &HttpRequest,
-    state: &AppState,
-    rt: &Runtime,
-) -> Result<std::sync::Arc<ClientConfig>, ApiError> {
-    let ip = req.peer_addr().map(|a| a.ip());
-    if let Some(wait) = ip.and_then(|ip| state.auth_failures.blocked(ip)) {
-        state.metrics.rate_limited("auth_ip");
-        return Err(ApiError::RateLimited(wait));
-    }
-    let client = match authenticate(req, &rt.gateway.config.clients) {
-        Ok(client) => client,
-        Err(e) => {
-            if let (Some(ip), true) = (ip, req.headers().contains_key(header::AUTHORIZATION)) {
-                state.auth_failures.record_failure(ip);
-            }
-            return Err(e);
-        }
-    };
-    record(req, |f| f.client = Some(client.name.clone()));
-    if let Some(rate) = rt.client_limits.check(&client.name) {
-        req.extensions_mut().insert(rate);
-        if let Some(wait) = rate.retry_after {
-            state.metrics.rate_limited("client");
-            return Err(ApiError::RateLimited(wait));
-        }
-    }
-    Ok(client)
+    Err(Failure::of(
+        &req,
+        ApiError::MethodNotAllowed(req.method().to_string()),
+    ))
 }
 
 /// `Cache-Control: no-cache` asks for a fresh answer (which is still stored).
@@ -257,16 +241,15 @@ fn skips_cache(req: &HttpRequest) -> bool {
 /// The bot must exist (404) and be in the client's scope (403).
 fn resolve_bot<'a>(
     req: &HttpRequest,
-    rt: &'a Runtime,
-    client: &ClientConfig,
+    caller: &'a Caller,
     name: &str,
 ) -> Result<&'a BotConfig, ApiError> {
-    let config = &rt.gateway.config;
+    let config = &caller.rt.gateway.config;
     let bot = config
         .bots
         .get(name)
         .ok_or_else(|| ApiError::BotNotFound(chatgate_providers::wire::shorten(name, 64)))?;
-    if !client.bots.allows(&bot.name) {
+    if !caller.client.bots.allows(&bot.name) {
         return Err(ApiError::Forbidden(bot.name.clone()));
     }
     let providers: Vec<&str> = bot.backends.iter().map(|b| b.provider.as_str()).collect();
@@ -334,12 +317,6 @@ fn success(
     state: &AppState,
     (listed, status): (std::sync::Arc<Stored<Listed>>, CacheStatus),
 ) -> HttpResponse {
-    // A merged page assembled partly from stale backend data says so.
-    let status = if listed.stale {
-        CacheStatus::Stale
-    } else {
-        status
-    };
     state.metrics.cache(status.metric_label());
     record(req, |f| f.cache = Some(status.as_str()));
     HttpResponse::Ok()

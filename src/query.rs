@@ -9,7 +9,16 @@ use chatgate_providers::{DateRange, ListQuery, PageNumber, PageSize, Source};
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use super::error::ApiError;
+/// A request parameter that does not parse: what the API answers 400 with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// A missing, unknown or ill-typed parameter, a bad JSON body.
+    #[error("{0}")]
+    Invalid(String),
+    /// A date that is not strict `YYYY-MM-DD`, not a real date, or start > end.
+    #[error("{0}")]
+    Date(String),
+}
 
 /// The parameters the list endpoint reads; anything else is ignored.
 const FIELDS: [&str; 8] = [
@@ -48,12 +57,12 @@ struct Fields {
 }
 
 impl Fields {
-    fn set(&mut self, name: &str, value: String) -> Result<(), ApiError> {
+    fn set(&mut self, name: &str, value: String) -> Result<(), QueryError> {
         let Some(i) = FIELDS.iter().position(|f| *f == name) else {
             return Ok(());
         };
         if self.values[i].replace(value).is_some() {
-            return Err(ApiError::InvalidRequest(format!(
+            return Err(QueryError::Invalid(format!(
                 "`{name}` is given more than once"
             )));
         }
@@ -65,9 +74,9 @@ impl Fields {
         self.values[i].take()
     }
 
-    fn from_query(query: &str) -> Result<Self, ApiError> {
+    fn from_query(query: &str) -> Result<Self, QueryError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|_| {
-            ApiError::InvalidRequest("the query string is not valid URL encoding".to_owned())
+            QueryError::Invalid("the query string is not valid URL encoding".to_owned())
         })?;
         let mut fields = Self::default();
         for (k, v) in pairs {
@@ -76,12 +85,11 @@ impl Fields {
         Ok(fields)
     }
 
-    fn from_json(body: &[u8]) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::InvalidRequest(format!("the request body is not valid JSON: {e}"))
-        })?;
+    fn from_json(body: &[u8]) -> Result<Self, QueryError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| QueryError::Invalid(format!("the request body is not valid JSON: {e}")))?;
         let Value::Object(map) = value else {
-            return Err(ApiError::InvalidRequest(
+            return Err(QueryError::Invalid(
                 "the request body must be a JSON object".to_owned(),
             ));
         };
@@ -99,14 +107,14 @@ impl Fields {
                     .into_iter()
                     .map(|i| match i {
                         Value::String(s) => Ok(s),
-                        _ => Err(ApiError::InvalidRequest(
+                        _ => Err(QueryError::Invalid(
                             "`filteredSources` must be a string or a list of strings".to_owned(),
                         )),
                     })
                     .collect::<Result<Vec<_>, _>>()?
                     .join(","),
                 _ => {
-                    return Err(ApiError::InvalidRequest(format!(
+                    return Err(QueryError::Invalid(format!(
                         "`{k}` has the wrong type: {}",
                         match k.as_str() {
                             "page" | "size" => "expected a number or a numeric string",
@@ -123,12 +131,12 @@ impl Fields {
 }
 
 /// Parses a GET query string.
-pub fn list_from_query(query: &str) -> Result<ListParams, ApiError> {
+pub fn list_from_query(query: &str) -> Result<ListParams, QueryError> {
     build_list(Fields::from_query(query)?)
 }
 
 /// Parses a POST JSON body; `include` may also come from the query string.
-pub fn list_from_json(body: &[u8], query: &str) -> Result<ListParams, ApiError> {
+pub fn list_from_json(body: &[u8], query: &str) -> Result<ListParams, QueryError> {
     let mut fields = Fields::from_json(body)?;
     let mut from_query = Fields::from_query(query)?;
     if let Some(include) = from_query.take("include") {
@@ -138,7 +146,7 @@ pub fn list_from_json(body: &[u8], query: &str) -> Result<ListParams, ApiError> 
 }
 
 /// Parses the detail endpoint's query string.
-pub fn detail_from_query(query: &str) -> Result<DetailParams, ApiError> {
+pub fn detail_from_query(query: &str) -> Result<DetailParams, QueryError> {
     let mut fields = Fields::from_query(query)?;
     Ok(DetailParams {
         bot: bot(&mut fields)?,
@@ -146,7 +154,7 @@ pub fn detail_from_query(query: &str) -> Result<DetailParams, ApiError> {
     })
 }
 
-fn build_list(mut f: Fields) -> Result<ListParams, ApiError> {
+fn build_list(mut f: Fields) -> Result<ListParams, QueryError> {
     let bot = bot(&mut f)?;
     let sources = f
         .take("filteredSources")
@@ -159,11 +167,11 @@ fn build_list(mut f: Fields) -> Result<ListParams, ApiError> {
         .transpose()?;
     let end = f.take("endDate").map(|d| date("endDate", &d)).transpose()?;
     let dates = DateRange::new(start, end)
-        .ok_or_else(|| ApiError::InvalidDate("`startDate` is after `endDate`".to_owned()))?;
+        .ok_or_else(|| QueryError::Date("`startDate` is after `endDate`".to_owned()))?;
     let page = match f.take("page") {
         None => PageNumber::default(),
         Some(p) => integer(&p).and_then(PageNumber::new).ok_or_else(|| {
-            ApiError::InvalidRequest(format!(
+            QueryError::Invalid(format!(
                 "`page` must be an integer from 1 to {}, got {:?}",
                 PageNumber::MAX,
                 shorten(&p)
@@ -173,7 +181,7 @@ fn build_list(mut f: Fields) -> Result<ListParams, ApiError> {
     let size = match f.take("size") {
         None => PageSize::default(),
         Some(s) => integer(&s).and_then(PageSize::new).ok_or_else(|| {
-            ApiError::InvalidRequest(format!(
+            QueryError::Invalid(format!(
                 "`size` must be an integer from 1 to {}, got {:?}",
                 PageSize::MAX,
                 shorten(&s)
@@ -193,25 +201,25 @@ fn build_list(mut f: Fields) -> Result<ListParams, ApiError> {
 }
 
 /// `chatbotId`, or its alias `agentId` (Chatzuri's current name).
-fn bot(f: &mut Fields) -> Result<String, ApiError> {
+fn bot(f: &mut Fields) -> Result<String, QueryError> {
     match (f.take("chatbotId"), f.take("agentId")) {
-        (Some(a), Some(b)) if a != b => Err(ApiError::InvalidRequest(
+        (Some(a), Some(b)) if a != b => Err(QueryError::Invalid(
             "`chatbotId` and `agentId` name different bots; send one".to_owned(),
         )),
         (Some(id), _) | (None, Some(id)) if !id.trim().is_empty() => Ok(id),
-        _ => Err(ApiError::InvalidRequest(
+        _ => Err(QueryError::Invalid(
             "`chatbotId` (or `agentId`) is required: the name of a configured bot".to_owned(),
         )),
     }
 }
 
 /// Comma-separated canonical ids or vendor labels. Empty means no filter.
-fn sources(value: &str) -> Result<Option<BTreeSet<Source>>, ApiError> {
+fn sources(value: &str) -> Result<Option<BTreeSet<Source>>, QueryError> {
     let mut set = BTreeSet::new();
     for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let source = Source::parse_filter(item).ok_or_else(|| {
             let valid: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::InvalidRequest(format!(
+            QueryError::Invalid(format!(
                 "unknown source {:?} in `filteredSources`; valid values: {} (or a vendor label such as \"Widget or Iframe\")",
                 shorten(item),
                 valid.join(", ")
@@ -223,7 +231,7 @@ fn sources(value: &str) -> Result<Option<BTreeSet<Source>>, ApiError> {
 }
 
 /// Strict `YYYY-MM-DD`: zero-padded, a real calendar date, nothing more.
-fn date(name: &str, value: &str) -> Result<NaiveDate, ApiError> {
+fn date(name: &str, value: &str) -> Result<NaiveDate, QueryError> {
     let b = value.as_bytes();
     let shape_ok = b.len() == 10
         && b[4] == b'-'
@@ -235,7 +243,7 @@ fn date(name: &str, value: &str) -> Result<NaiveDate, ApiError> {
         .then(|| NaiveDate::parse_from_str(value, "%Y-%m-%d").ok())
         .flatten()
         .ok_or_else(|| {
-            ApiError::InvalidDate(format!(
+            QueryError::Date(format!(
                 "`{name}` must be a real date written YYYY-MM-DD (e.g. 2023-07-10), got {:?}",
                 shorten(value)
             ))
@@ -249,11 +257,11 @@ fn integer(s: &str) -> Option<u32> {
     s.parse().ok()
 }
 
-fn include_raw(value: Option<String>) -> Result<bool, ApiError> {
+fn include_raw(value: Option<String>) -> Result<bool, QueryError> {
     match value.as_deref().map(str::trim) {
         None | Some("") => Ok(false),
         Some("raw") => Ok(true),
-        Some(other) => Err(ApiError::InvalidRequest(format!(
+        Some(other) => Err(QueryError::Invalid(format!(
             "`include` accepts only \"raw\", got {:?}",
             shorten(other)
         ))),
@@ -269,9 +277,17 @@ fn shorten(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The API's code for a parameter error (what `server/error.rs` maps to).
+    fn code(e: &QueryError) -> &'static str {
+        match e {
+            QueryError::Invalid(_) => "invalid_request",
+            QueryError::Date(_) => "invalid_date",
+        }
+    }
+
     fn err(q: &str) -> (String, &'static str) {
         let e = list_from_query(q).unwrap_err();
-        (e.to_string(), e.status_and_code().1)
+        (e.to_string(), code(&e))
     }
 
     #[test]
@@ -387,7 +403,7 @@ mod tests {
             br#"{"chatbotId":7}"#,
         ] {
             assert_eq!(
-                list_from_json(bad, "").unwrap_err().status_and_code().1,
+                code(&list_from_json(bad, "").unwrap_err()),
                 "invalid_request"
             );
         }
