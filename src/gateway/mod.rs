@@ -42,10 +42,10 @@ use crate::merge::{self, Chunk, ChunkCache, ChunkKey, ChunkSource, CHUNK};
 use crate::metrics::{Metrics, UpstreamOutcome};
 use crate::upstream::{TransportError, Upstream};
 
-/// First backoff step; each retry doubles it, up to [`BACKOFF_CAP`].
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-/// Largest backoff step.
-const BACKOFF_CAP: Duration = Duration::from_secs(2);
+pub mod retry;
+
+use retry::{Decision, Failed, RetryPolicy};
+
 /// How long a vendor 429 without `Retry-After` pauses a vendor whose docs name no
 /// window (Chatling's adapter supplies its own).
 const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
@@ -578,14 +578,17 @@ impl Gateway {
         let kind = provider.kind();
         let name = provider.config.name.as_str();
         let fail = |f: UpstreamFailure| GatewayError::upstream(kind, f);
+        let policy = RetryPolicy {
+            max_retries: provider.config.max_retries,
+            max_retry_wait: provider.config.max_retry_wait,
+        };
         let mut retries = 0;
         let mut waited_out_pause = false;
         loop {
             // 1. pause
-            if let Some(left) = provider.pause_left(Instant::now()) {
-                let affordable =
-                    left <= provider.config.max_retry_wait && Instant::now() + left < deadline;
-                if waited_out_pause || !affordable {
+            let now = Instant::now();
+            if let Some(left) = provider.pause_left(now) {
+                if !policy.waits_out_pause(left, waited_out_pause, now, deadline) {
                     self.metrics.rate_limited("upstream");
                     return Err(fail(UpstreamFailure::Paused(left)));
                 }
@@ -618,9 +621,9 @@ impl Gateway {
             let outcome = upstream
                 .execute(&provider.config, request, request_id)
                 .await;
-            let backoff = full_jitter(retries);
-            let can_retry = |pause: Duration| {
-                retries < provider.config.max_retries && Instant::now() + pause < deadline
+            // 5. whether to go round again, decided by the retry policy
+            let retry = |failed: Failed| {
+                policy.after_failure(failed, retries, Instant::now(), deadline, rand::random())
             };
             match outcome {
                 Err(e) => {
@@ -632,9 +635,13 @@ impl Gateway {
                     permit.failure(Instant::now());
                     provider.report_circuit(&self.metrics);
                     tracing::warn!(path = %request.path, attempt = retries + 1, error = %e, "vendor call failed");
-                    if matches!(e, TransportError::Connect(_)) && can_retry(backoff) {
+                    let failed = match e {
+                        TransportError::Connect(_) => Failed::Connect,
+                        _ => Failed::Spent,
+                    };
+                    if let Decision::Backoff(wait) = retry(failed) {
                         retries += 1;
-                        tokio::time::sleep(backoff).await;
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                     return Err(fail(e.into()));
@@ -648,7 +655,7 @@ impl Gateway {
                         path = %request.path, status, attempt = retries + 1,
                         latency_ms = latency.as_secs_f64() * 1000.0, "vendor call"
                     );
-                    // 5. the adapter's verdict decides the breaker and the retry
+                    // The adapter's verdict decides the breaker and the retry.
                     let verdict = op
                         .on_response(response)
                         .map_err(|e| bounded(e, &provider.config));
@@ -670,7 +677,7 @@ impl Gateway {
                                     let wait = retry_after.unwrap_or(DEFAULT_PAUSE);
                                     provider.pause(Instant::now(), wait);
                                     // The next pass waits the window out once, if it can.
-                                    if retries < provider.config.max_retries {
+                                    if retry(Failed::RateLimited) == Decision::AfterPause {
                                         retries += 1;
                                         continue;
                                     }
@@ -679,10 +686,15 @@ impl Gateway {
                                 ProviderError::Upstream { .. }
                                 | ProviderError::InvalidBody { .. } => {
                                     permit.failure(Instant::now());
-                                    if e.is_retryable() && can_retry(backoff) {
+                                    let failed = if e.is_retryable() {
+                                        Failed::Transient
+                                    } else {
+                                        Failed::Permanent
+                                    };
+                                    if let Decision::Backoff(wait) = retry(failed) {
                                         provider.report_circuit(&self.metrics);
                                         retries += 1;
-                                        tokio::time::sleep(backoff).await;
+                                        tokio::time::sleep(wait).await;
                                         continue;
                                     }
                                 }
@@ -712,35 +724,9 @@ fn bounded(e: ProviderError, provider: &ProviderConfig) -> ProviderError {
     }
 }
 
-/// Exponential backoff with full jitter: uniform in `[0, min(cap, base·2^n))`, so
-/// clients retrying together spread out instead of hitting the vendor in waves.
-fn full_jitter(retry: u32) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1u32 << retry.min(16))
-        .min(BACKOFF_CAP);
-    ceiling.mul_f64(rand::random::<f64>())
-}
-
 fn to_bytes<T: Serialize>(value: &T) -> Result<Bytes, GatewayError> {
     serde_json::to_vec(value).map(Bytes::from).map_err(|e| {
         tracing::error!(error = %e, "could not serialize a response");
         GatewayError::Internal
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_jittered_below_a_doubling_capped_ceiling() {
-        for retry in 0..20 {
-            let ceiling = (BACKOFF_BASE * 2u32.pow(retry.min(16))).min(BACKOFF_CAP);
-            for _ in 0..50 {
-                assert!(full_jitter(retry) < ceiling.max(Duration::from_nanos(1)));
-            }
-        }
-        let spread: std::collections::HashSet<_> = (0..20).map(|_| full_jitter(3)).collect();
-        assert!(spread.len() > 10, "jittered, not constant");
-    }
 }
