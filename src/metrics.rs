@@ -30,6 +30,95 @@ use prometheus_client::registry::{Registry, Unit};
 /// parses it; it ends with `# EOF`).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The content type of the Prometheus text format (0.0.4), for scrapers and
+/// tools (`promtool check metrics`) that ask for `text/plain`.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Which exposition format a scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text: the default, and what Prometheus asks for first.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4.
+    Prometheus,
+}
+
+impl Format {
+    /// Content negotiation on an `Accept` header: OpenMetrics when it is
+    /// accepted (or nothing is said), else the Prometheus text format when
+    /// `text/plain` is, else OpenMetrics.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let Some(accept) = accept else {
+            return Self::OpenMetrics;
+        };
+        let mut best: Option<(f32, Self)> = None;
+        for item in accept.split(',') {
+            let mut parts = item.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|v| v.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let format = match media.as_str() {
+                "application/openmetrics-text" => Self::OpenMetrics,
+                "text/plain" => Self::Prometheus,
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, format));
+            }
+        }
+        best.map_or(Self::OpenMetrics, |(_, f)| f)
+    }
+
+    /// The `Content-Type` of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => CONTENT_TYPE,
+            Self::Prometheus => PROMETHEUS_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Rewrites OpenMetrics text as the Prometheus text format: a counter's
+/// `HELP`/`TYPE` lines name its `_total` samples (OpenMetrics names the family
+/// without the suffix, which promtool reads as a metric with no help text), and
+/// the `UNIT` and `EOF` lines, which that format lacks, are dropped.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(prefix);
+                out.push_str(name);
+                out.push_str(suffix);
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Histogram buckets in seconds, for the gateway's own requests and for vendor
 /// calls alike: from a cache hit (sub-millisecond) to a slow vendor page near
 /// the request timeout.
@@ -305,6 +394,14 @@ impl Metrics {
         self.cache_weight.set(bytes);
     }
 
+    /// Every metric in `format`, to be served with its content type.
+    pub fn render_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.render(),
+            Format::Prometheus => to_prometheus_text(&self.render()),
+        }
+    }
+
     /// The OpenMetrics text exposition of every metric, to be served with
     /// [`CONTENT_TYPE`].
     pub fn render(&self) -> String {
@@ -321,6 +418,41 @@ impl Metrics {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn the_format_follows_the_accept_header_with_openmetrics_by_default() {
+        use Format::{OpenMetrics, Prometheus};
+        assert_eq!(Format::negotiate(None), OpenMetrics);
+        assert_eq!(Format::negotiate(Some("*/*")), OpenMetrics);
+        assert_eq!(Format::negotiate(Some("text/plain")), Prometheus);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")),
+            Prometheus
+        );
+        // What Prometheus itself sends.
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                 version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            )),
+            OpenMetrics
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0, text/plain")),
+            Prometheus
+        );
+    }
+
+    #[test]
+    fn prometheus_text_names_counter_samples_and_drops_openmetrics_only_lines() {
+        let om = "# HELP x_requests Requests.\n# TYPE x_requests counter\nx_requests_total 3\n\
+                  # HELP x_up Up.\n# TYPE x_up gauge\n# UNIT x_up seconds\nx_up 1\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP x_requests_total Requests.\n# TYPE x_requests_total counter\n\
+             x_requests_total 3\n# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n"
+        );
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -99,10 +99,10 @@ impl Fields {
                 continue;
             }
             let text = match v {
-                Value::Null => continue,
                 Value::String(s) => s,
-                // The vendors type page and size as strings; callers send numbers too.
-                Value::Number(n) if matches!(k.as_str(), "page" | "size") => n.to_string(),
+                // The vendors type page and size as strings; callers send numbers
+                // too, in any JSON spelling of an integer (`2`, `2.0`, `2e0`).
+                Value::Number(n) if matches!(k.as_str(), "page" | "size") => integral(&n),
                 Value::Array(items) if k == "filteredSources" => items
                     .into_iter()
                     .map(|i| match i {
@@ -250,16 +250,36 @@ fn date(name: &str, value: &str) -> Result<NaiveDate, QueryError> {
         })
 }
 
+/// A decimal integer of at most nine significant digits (leading zeros are
+/// not significant), so no value can overflow `u32`.
 fn integer(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.parse().ok()
+    let significant = s.trim_start_matches('0');
+    if significant.len() > 9 {
+        return None;
+    }
+    Some(significant.parse().unwrap_or(0))
+}
+
+/// A JSON number as the digits of the integer it denotes, when it denotes one
+/// (`76402.0`, `2e0`); any other number keeps its text and fails as a non-integer.
+fn integral(n: &serde_json::Number) -> String {
+    if let Some(i) = n.as_u64() {
+        return i.to_string();
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+            format!("{f:.0}")
+        }
+        _ => n.to_string(),
+    }
 }
 
 fn include_raw(value: Option<String>) -> Result<bool, QueryError> {
     match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(false),
+        None => Ok(false),
         Some("raw") => Ok(true),
         Some(other) => Err(QueryError::Invalid(format!(
             "`include` accepts only \"raw\", got {:?}",
@@ -422,5 +442,56 @@ mod tests {
 
     fn urlencode(s: &str) -> String {
         serde_urlencoded::to_string([("x", s)]).unwrap()[2..].to_owned()
+    }
+
+    #[test]
+    fn integral_json_numbers_are_pages_and_sizes() {
+        for body in [
+            r#"{"chatbotId":"b","page":2.0,"size":10}"#,
+            r#"{"chatbotId":"b","page":2e0,"size":"10"}"#,
+            r#"{"chatbotId":"b","page":"2","size":1.0e1}"#,
+        ] {
+            let p = list_from_json(body.as_bytes(), "").unwrap();
+            assert_eq!((p.query.page.get(), p.query.size.get()), (2, 10), "{body}");
+        }
+        let p = list_from_json(br#"{"chatbotId":"b","page":76402.0}"#, "").unwrap();
+        assert_eq!(p.query.page.get(), 76402);
+        for bad in [
+            r#"{"chatbotId":"b","page":2.5}"#,
+            r#"{"chatbotId":"b","page":-1}"#,
+            r#"{"chatbotId":"b","page":1e300}"#,
+        ] {
+            let e = list_from_json(bad.as_bytes(), "").unwrap_err();
+            assert_eq!(code(&e), "invalid_request", "{bad}");
+        }
+    }
+
+    #[test]
+    fn null_body_fields_are_a_wrong_type() {
+        for body in [
+            r#"{"chatbotId":"b","page":null}"#,
+            r#"{"chatbotId":null}"#,
+            r#"{"chatbotId":"b","startDate":null}"#,
+        ] {
+            let e = list_from_json(body.as_bytes(), "").unwrap_err();
+            assert!(e.to_string().contains("wrong type"), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_empty_include_is_refused_like_every_other_empty_parameter() {
+        let (msg, code) = err("chatbotId=b&include=");
+        assert_eq!(code, "invalid_request");
+        assert!(msg.contains("include"), "{msg}");
+        assert!(detail_from_query("chatbotId=b&include=").is_err());
+    }
+
+    #[test]
+    fn leading_zeros_do_not_count_towards_the_digit_limit() {
+        for q in ["chatbotId=b&page=000000361", "chatbotId=b&page=0000000361"] {
+            assert_eq!(list_from_query(q).unwrap().query.page.get(), 361, "{q}");
+        }
+        assert_eq!(err("chatbotId=b&page=1234567890").1, "invalid_request");
+        assert_eq!(err("chatbotId=b&page=0").1, "invalid_request");
     }
 }

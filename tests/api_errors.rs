@@ -389,3 +389,40 @@ async fn a_vendor_echoing_the_provider_key_never_passes_it_on() {
     );
     h.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_405_names_the_allowed_methods_and_head_answers_like_get() {
+    let h = Harness::start().await;
+    for (method, path, allow) in [
+        ("PUT", "/api/v1/get-conversations", "GET, HEAD, POST"),
+        ("DELETE", "/api/v1/conversations/abc", "GET, HEAD"),
+        ("POST", "/api/v1/bots", "GET, HEAD"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("PATCH", "/readyz", "GET, HEAD"),
+        ("DELETE", "/metrics", "GET, HEAD"),
+    ] {
+        let m = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = h.request(m, path, Some(DEMO_KEY), &[], None).await;
+        r.expect_error(405, "method_not_allowed");
+        assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
+    }
+    for path in ["/healthz", "/readyz", "/api/v1/bots", "/metrics"] {
+        let r = h
+            .request(awc::http::Method::HEAD, path, Some(DEMO_KEY), &[], None)
+            .await;
+        assert_eq!(r.status.as_u16(), 200, "HEAD {path}");
+        assert!(r.body.is_empty(), "HEAD {path} has no body");
+    }
+    let r = h
+        .request(
+            awc::http::Method::HEAD,
+            "/api/v1/get-conversations?chatbotId=support",
+            Some(DEMO_KEY),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200);
+    assert_eq!(r.header("x-provider"), Some("chatbase"));
+    h.stop().await;
+}

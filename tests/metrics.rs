@@ -386,3 +386,75 @@ async fn metrics_bind_serves_metrics_on_its_own_address_only() {
     }
     h.stop().await;
 }
+
+/// `promtool`, or a failure saying how to install it: a lint that cannot run
+/// must not pass silently.
+fn promtool() -> std::path::PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("promtool is not installed: `apt-get install -y prometheus` (or run scripts/test)")
+    })
+}
+
+#[actix_rt::test]
+async fn metrics_are_served_in_the_format_asked_for_and_lint_clean() {
+    let h = Harness::start().await;
+    // Some traffic, so every family has samples.
+    h.get("/api/v1/get-conversations?chatbotId=support")
+        .await
+        .ok();
+    h.get("/api/v1/get-conversations?chatbotId=nope").await;
+
+    let open = h.get("/metrics").await;
+    assert!(open
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    assert!(String::from_utf8_lossy(&open.body).ends_with("# EOF\n"));
+
+    let text = h
+        .request(
+            awc::http::Method::GET,
+            "/metrics",
+            None,
+            &[("Accept", "text/plain;version=0.0.4")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let body = String::from_utf8(text.body.to_vec()).unwrap();
+    assert!(!body.contains("# EOF"), "{body}");
+    assert!(
+        body.contains("# HELP chatgate_requests_total "),
+        "a counter's help names its samples: {body}"
+    );
+    let mut child = std::process::Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.stop().await;
+}

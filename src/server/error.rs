@@ -38,8 +38,13 @@ pub enum ApiError {
     #[error("no such endpoint: {0}")]
     NoRoute(String),
     /// The route exists but not with this method.
-    #[error("method {0} is not allowed here")]
-    MethodNotAllowed(String),
+    #[error("method {method} is not allowed here (allowed: {allow})")]
+    MethodNotAllowed {
+        /// The method asked.
+        method: String,
+        /// The methods the route has, for `Allow`.
+        allow: &'static str,
+    },
     /// A request body over the limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -71,7 +76,7 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::BotNotFound(_) => (StatusCode::NOT_FOUND, "bot_not_found"),
             Self::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::HttpLayer(status) => (*status, http_layer_code(*status)),
@@ -256,6 +261,9 @@ impl ResponseError for Failure {
         response.content_type(super::JSON);
         if let Some(secs) = self.error.retry_after() {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        if let ApiError::MethodNotAllowed { allow, .. } = &self.error {
+            response.insert_header((header::ALLOW, *allow));
         }
         if self.error.closes_connection() {
             response.force_close();

@@ -18,6 +18,7 @@ use super::{AppState, JSON};
 use crate::cache::{CacheKey, CacheStatus, Listed, Stored};
 use crate::config::BotConfig;
 use crate::gateway::{CallCtx, UpstreamStats};
+use crate::metrics::Format;
 use crate::query::{self as params, ListParams};
 use crate::upstream::Upstream;
 
@@ -29,37 +30,47 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/v1/get-conversations")
             .route(web::get().to(list_get))
+            .route(web::head().to(list_get))
             .route(web::post().to(list_post))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(not_allowed("GET, HEAD, POST")),
     )
     .service(
         web::resource("/api/v1/conversations/{conversation_id}")
             .route(web::get().to(get_conversation))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::head().to(get_conversation))
+            .default_service(not_allowed(GET)),
     )
     .service(
         web::resource("/api/v1/bots")
             .route(web::get().to(list_bots))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::head().to(list_bots))
+            .default_service(not_allowed(GET)),
     )
     .service(
         web::resource("/healthz")
             .route(web::get().to(healthz))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::head().to(healthz))
+            .default_service(not_allowed(GET)),
     )
     .service(
         web::resource("/readyz")
             .route(web::get().to(readyz))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::head().to(readyz))
+            .default_service(not_allowed(GET)),
     )
     .service(metrics_resource());
 }
+
+/// The methods of a read-only resource: `HEAD` is `GET` without the body
+/// (RFC 9110 §9.3.2).
+const GET: &str = "GET, HEAD";
 
 /// `/metrics`, on the main app or alone on `server.metrics_bind`.
 pub fn metrics_resource() -> actix_web::Resource {
     web::resource("/metrics")
         .route(web::get().to(metrics))
-        .default_service(web::to(method_not_allowed))
+        .route(web::head().to(metrics))
+        .default_service(not_allowed(GET))
 }
 
 /// Ties an error to the request it answers: the one place a handler's error
@@ -203,7 +214,8 @@ async fn readyz() -> HttpResponse {
     json(&serde_json::json!({ "status": "ready" }))
 }
 
-/// `GET /metrics`: Prometheus metrics (OpenMetrics text).
+/// `GET /metrics`: every metric, in the format the scraper asks for (OpenMetrics
+/// text by default, the Prometheus text format for `Accept: text/plain`).
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Failure> {
     if !state.metrics_on_main && req.app_data::<web::Data<Upstream>>().is_some() {
         // Served on `server.metrics_bind` instead.
@@ -211,9 +223,15 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     }
     state.metrics.cache_weight(state.cache_weight().await);
     state.runtime().gateway.report_circuits();
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     Ok(HttpResponse::Ok()
-        .content_type(crate::metrics::CONTENT_TYPE)
-        .body(state.metrics.render()))
+        .content_type(format.content_type())
+        .insert_header((header::VARY, "Accept"))
+        .body(state.metrics.render_as(format)))
 }
 
 /// Unknown paths answer in the same JSON shape as everything else.
@@ -221,12 +239,16 @@ pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, Failure> {
     Err(Failure::of(&req, ApiError::NoRoute(req.path().to_owned())))
 }
 
-/// A known path asked with another method answers in the same JSON shape.
-pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Failure> {
-    Err(Failure::of(
-        &req,
-        ApiError::MethodNotAllowed(req.method().to_string()),
-    ))
+/// A known path asked with another method answers 405 in the same JSON shape,
+/// with the `Allow` header RFC 9110 requires.
+fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move |req: HttpRequest| async move {
+        let method = req.method().to_string();
+        Err::<HttpResponse, _>(Failure::of(
+            &req,
+            ApiError::MethodNotAllowed { method, allow },
+        ))
+    })
 }
 
 /// `Cache-Control: no-cache` asks for a fresh answer (which is still stored).
