@@ -10,7 +10,7 @@ pub mod cache;
 pub mod circuit;
 pub mod config;
 pub mod demo;
-pub mod emulator;
+pub use chatgate_emulator as emulator;
 pub mod export;
 pub mod gateway;
 pub mod limits;
