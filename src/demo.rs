@@ -5,8 +5,9 @@
 use std::io;
 use std::net::SocketAddr;
 
+use chatgate_emulator::{self as emulator, EmulatorServer, Vendor};
+
 use crate::config;
-use crate::emulator::{self, EmulatorServer, Vendor};
 use crate::server;
 
 /// A client key allowed every bot (the demo's; not a secret).

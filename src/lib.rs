@@ -2,7 +2,8 @@
 //! vendors (Chatbase, Chatzuri, Chatling).
 //!
 //! The binary's subcommands live in `main.rs`; everything they run is here so
-//! integration tests can start the real server and emulator in-process.
+//! integration tests can start the real server in-process (the vendor emulator
+//! is the `chatgate-emulator` crate).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -10,7 +11,6 @@ pub mod cache;
 pub mod circuit;
 pub mod config;
 pub mod demo;
-pub mod emulator;
 pub mod error;
 pub mod export;
 pub mod gateway;

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chatgate::config::{self, Config};
-use chatgate::{demo, emulator, export, server};
+use chatgate::{demo, export, server};
+use chatgate_emulator as emulator;
 use clap::{Parser, Subcommand};
 
 /// mimalloc rather than the system allocator: glibc keeps per-thread arenas

@@ -3,7 +3,7 @@
 
 mod common;
 
-use chatgate::emulator::{self, Vendor};
+use chatgate_emulator::{self as emulator, Vendor};
 use common::Harness;
 use serde_json::Value;
 

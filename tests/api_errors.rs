@@ -6,7 +6,7 @@ mod common;
 
 use awc::http::Method;
 use chatgate::demo::{DEMO_KEY, SCOPED_KEY};
-use chatgate::emulator::{FaultKind, Vendor};
+use chatgate_emulator::{FaultKind, Vendor};
 use common::{chatbase_at, fault, status, Harness};
 
 const LIST: &str = "/api/v1/get-conversations";
@@ -360,7 +360,7 @@ async fn a_vendor_echoing_the_provider_key_never_passes_it_on() {
     let h = Harness::start().await;
     let echo = format!(
         r#"{{"message":"invalid key {}"}}"#,
-        chatgate::emulator::CHATBASE_KEY
+        chatgate_emulator::CHATBASE_KEY
     );
     for code in [401, 500] {
         h.state().clear_faults();
@@ -377,7 +377,7 @@ async fn a_vendor_echoing_the_provider_key_never_passes_it_on() {
             .await;
         let text = String::from_utf8_lossy(&res.body).into_owned();
         assert_eq!(res.status.as_u16(), 502, "{text}");
-        assert!(!text.contains(chatgate::emulator::CHATBASE_KEY), "{text}");
+        assert!(!text.contains(chatgate_emulator::CHATBASE_KEY), "{text}");
     }
     let body = h
         .get(&format!("{LIST}?chatbotId=support&page=500"))

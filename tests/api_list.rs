@@ -4,7 +4,7 @@
 
 mod common;
 
-use chatgate::emulator::{self, Vendor};
+use chatgate_emulator::{self as emulator, Vendor};
 use chatgate_providers::Source;
 use chrono::NaiveDate;
 use common::{created_at, ids, Harness};

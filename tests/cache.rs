@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use awc::http::Method;
 use chatgate::demo::{DEMO_KEY, SCOPED_KEY};
-use chatgate::emulator::{self, FaultKind, Vendor};
+use chatgate_emulator::{self as emulator, FaultKind, Vendor};
 use common::{chatbase_at, fault, status, tune_provider, with_cache, x_cache, Harness, Resp};
 use futures_util::future::join_all;
 

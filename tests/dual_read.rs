@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatgate::emulator::{self, EmulatorState, FaultKind, Vendor};
+use chatgate_emulator::{self as emulator, EmulatorState, FaultKind, Vendor};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use common::{fault, status, Harness, Resp};
 use rand::rngs::StdRng;

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chatgate::config;
-use chatgate::emulator::{FaultKind, Vendor, CHATBASE_KEY};
+use chatgate_emulator::{FaultKind, Vendor, CHATBASE_KEY};
 use common::{fault, fault_n, status, tune_provider, Harness, Resp};
 use process::{bearer, emulator, free_port, http, try_http, wait_ready, Proc, BIN};
 

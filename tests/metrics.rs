@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chatgate::demo::SCOPED_KEY;
-use chatgate::emulator::Vendor;
+use chatgate_emulator::Vendor;
 use common::{fault, status, Harness, Resp};
 
 const LIST: &str = "/api/v1/get-conversations";

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chatgate::demo::SCOPED_KEY;
-use chatgate::emulator::Vendor;
+use chatgate_emulator::Vendor;
 use common::{tune_provider, Harness, Resp};
 use futures_util::future::join_all;
 

@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use chatgate::emulator::{FaultKind, Vendor};
+use chatgate_emulator::{FaultKind, Vendor};
 use chrono::Timelike;
 use common::{chatbase_at, fault_n, status, x_cache, Harness, Resp};
 use futures_util::future::{join, join_all};

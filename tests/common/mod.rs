@@ -9,8 +9,10 @@ use awc::http::{header, Method, StatusCode};
 use bytes::Bytes;
 use chatgate::config;
 use chatgate::demo::{self, DEMO_KEY};
-use chatgate::emulator::{self, EmulatorServer, EmulatorState, Fault, FaultKind, Vendor};
 use chatgate::server::{self, RunningServer};
+use chatgate_emulator::{
+    self as emulator, EmulatorServer, EmulatorState, Fault, FaultKind, Vendor,
+};
 use serde_json::Value;
 
 pub const ANY_ADDR: &str = "127.0.0.1:0";

@@ -177,9 +177,9 @@ fn messages(state: &EmulatorState, bot: &str, id: &str, query: &str) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::data::{CHATLING_LONG_MESSAGES, CHATLING_TWO_PAGE_MESSAGES};
-    use crate::emulator::testutil::{call, call_json, spawn, Call};
-    use crate::emulator::{CHATLING_BOT, CHATLING_KEY};
+    use crate::data::{CHATLING_LONG_MESSAGES, CHATLING_TWO_PAGE_MESSAGES};
+    use crate::testutil::{call, call_json, spawn, Call};
+    use crate::{CHATLING_BOT, CHATLING_KEY};
     use serde_json::{json, Value};
 
     fn get(path: &str) -> Call {
@@ -458,7 +458,7 @@ mod tests {
         let (status, _) = call_json(
             &server,
             Call::get(Vendor::Chatbase, "/get-conversations?chatbotId=cb-support")
-                .key(crate::emulator::CHATBASE_KEY),
+                .key(crate::CHATBASE_KEY),
         )
         .await;
         assert_eq!(status, 200);

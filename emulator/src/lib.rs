@@ -18,7 +18,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use chatgate::emulator::{self, EmulatorState, Vendor, DEFAULT_SEED};
+//! use chatgate_emulator::{self as emulator, EmulatorState, Vendor, DEFAULT_SEED};
 //! let server = emulator::start(
 //!     "127.0.0.1:0".parse().expect("literal address"),
 //!     EmulatorState::new(DEFAULT_SEED),

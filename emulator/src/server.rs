@@ -172,8 +172,8 @@ async fn vendor_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::testutil::{call, spawn, Call};
-    use crate::emulator::{CHATBASE_KEY, CHATLING_KEY, CHATZURI_KEY, DEFAULT_SEED};
+    use crate::testutil::{call, spawn, Call};
+    use crate::{CHATBASE_KEY, CHATLING_KEY, CHATZURI_KEY, DEFAULT_SEED};
 
     #[test]
     fn split_vendor_requires_a_whole_prefix_segment() {

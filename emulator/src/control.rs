@@ -122,8 +122,8 @@ async fn chatling_settings(state: web::Data<EmulatorState>, body: Bytes) -> Http
 
 #[cfg(test)]
 mod tests {
-    use crate::emulator::testutil::{call, call_json, spawn, Call};
-    use crate::emulator::{Fault, FaultKind, Vendor, CHATBASE_KEY, CHATLING_BOT, CHATLING_KEY};
+    use crate::testutil::{call, call_json, spawn, Call};
+    use crate::{Fault, FaultKind, Vendor, CHATBASE_KEY, CHATLING_BOT, CHATLING_KEY};
     use serde_json::json;
 
     fn chatbase_list() -> Call {

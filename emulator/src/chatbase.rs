@@ -205,8 +205,8 @@ fn validate(raw: RawParams<'_>, id_param: &str) -> Result<ListParams, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::testutil::{call, call_json, spawn, Call};
-    use crate::emulator::{
+    use crate::testutil::{call, call_json, spawn, Call};
+    use crate::{
         EmulatorState, CHATBASE_BOT, CHATBASE_EMPTY_BOT, CHATBASE_KEY, CHATZURI_BOT, CHATZURI_KEY,
     };
     use chrono::{DateTime, Utc};

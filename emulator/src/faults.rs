@@ -362,10 +362,8 @@ mod tests {
 
     mod http {
         use super::*;
-        use crate::emulator::testutil::{
-            call, call_json, raw_get, spawn, split_head, try_call, Call,
-        };
-        use crate::emulator::{CHATBASE_KEY, CHATLING_BOT, CHATLING_KEY};
+        use crate::testutil::{call, call_json, raw_get, spawn, split_head, try_call, Call};
+        use crate::{CHATBASE_KEY, CHATLING_BOT, CHATLING_KEY};
         use serde_json::{json, Value};
         use std::time::Instant;
 

@@ -240,7 +240,7 @@ impl EmulatorState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::{CHATBASE_BOT, CHATBASE_EMPTY_BOT, CHATLING_BOT, CHATZURI_BOT};
+    use crate::{CHATBASE_BOT, CHATBASE_EMPTY_BOT, CHATLING_BOT, CHATZURI_BOT};
     use serde_json::json;
 
     fn request(vendor: Vendor) -> RecordedRequest {
