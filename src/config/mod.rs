@@ -5,8 +5,35 @@
 //! Validation reports *every* problem in one go, each naming its key path and
 //! where the value came from (the file or the environment variable), because ops
 //! fix configs in a deploy loop where one error per attempt is expensive.
+//!
+//! - `raw.rs` holds the serde structs as ops write them (`deny_unknown_fields`,
+//!   each table's defaults in one `Default` impl, each field documented);
+//! - `validate.rs` turns them into typed values, collecting every problem;
+//! - `types.rs` holds the typed [`Config`] and its parts, re-exported here;
+//! - this module loads the layers and names each value's origin.
+//!
+//! ```
+//! let config = chatgate::config::from_toml_str(
+//!     r#"
+//!     [providers.chatling]
+//!     api_key = "sk-example"
+//!
+//!     [bots.helpdesk]
+//!     provider = "chatling"
+//!     chatbot_id = "5551234001"
+//!
+//!     [clients.analytics]
+//!     key = "analytics-demo-key-0123"
+//!     bots = ["helpdesk"]
+//!     "#,
+//! )
+//! .expect("a valid config");
+//! assert_eq!(config.providers["chatling"].base_url, "https://api.chatling.ai/v2");
+//! ```
 
 mod raw;
+#[cfg(test)]
+mod tests;
 mod types;
 mod validate;
 
@@ -20,8 +47,9 @@ pub use types::{
     Backend, BotConfig, BotScope, CacheConfig, ClientConfig, Config, ProviderConfig, Rate,
     ServerConfig,
 };
-use validate::from_figment;
 pub use validate::{default_base_url, default_requests_per_second};
+
+use raw::RawConfig;
 
 /// The environment variable prefix for overrides; `__` separates key levels.
 pub const ENV_PREFIX: &str = "CHATGATE_";
@@ -106,4 +134,17 @@ fn origin(figment: &Figment, key: &str) -> String {
         ),
         _ => format!("`{key}`"),
     }
+}
+
+/// Extracts the raw structs from the layered `figment` and validates them, each
+/// problem naming where its value came from.
+fn from_figment(figment: &Figment, path: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = figment.extract().map_err(|e| ConfigError {
+        // Figment names keys with their profile (`default.`), which ops never wrote.
+        problems: e
+            .into_iter()
+            .map(|e| e.to_string().replace("key \"default.", "key \""))
+            .collect(),
+    })?;
+    validate::validate(&raw, path, |key| origin(figment, key))
 }

@@ -1,28 +1,33 @@
-//! The configuration as ops write it: serde structs that reject unknown keys.
+//! The configuration as ops write it: one serde struct per table, nothing checked
+//! yet beyond types.
+//!
+//! Every struct rejects unknown keys, so a typo fails loudly instead of silently
+//! leaving a default in force. Each table's defaults are written once, in its
+//! `Default` impl (serde fills every omitted key from it); each field's doc states
+//! its meaning, unit and default. Ranges and cross-references are checked in
+//! `validate.rs`, which turns these into the typed `Config`.
 
 use std::collections::BTreeMap;
 
-use chatgate_providers::wire::lenient_string;
+use chatgate_providers::wire::{lenient_opt_string, lenient_string};
 use chatgate_providers::AdapterOptions;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
-// ---------------------------------------------------------------------------
-// Raw, as written by ops.
-// ---------------------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole file. Every table may be omitted (validation then reports what is
+/// missing: at least one bot and one client).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawConfig {
-    #[serde(default)]
+    /// `[server]`.
     pub(super) server: RawServer,
-    #[serde(default)]
+    /// `[cache]`.
     pub(super) cache: RawCache,
-    #[serde(default)]
+    /// `[providers.<name>]`: vendor accounts, by table name.
     pub(super) providers: BTreeMap<String, RawProvider>,
-    #[serde(default)]
+    /// `[bots.<name>]`: the bots callers name in `chatbotId`.
     pub(super) bots: BTreeMap<String, RawBot>,
-    #[serde(default)]
+    /// `[clients.<name>]`: the calling services.
     pub(super) clients: BTreeMap<String, RawClient>,
 }
 
@@ -30,24 +35,29 @@ pub(super) struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawServer {
-    /// Listen address. Default `127.0.0.1:8080`.
+    /// Listen address, `IP:port`. Default `127.0.0.1:8080`.
     pub(super) bind: String,
-    /// Worker threads; 0 = one per CPU. Default 0.
+    /// Worker threads; 0 means one per CPU. Default 0.
     pub(super) workers: usize,
-    /// Bound on one whole API request, all vendor calls included, in ms. Default 30000.
+    /// Bound on one whole API request, every vendor call included, in
+    /// milliseconds; past it the answer is 504. Default 30000.
     pub(super) request_timeout_ms: u64,
     /// Time allowed to receive a request body once its handler starts reading
-    /// it, in ms; past it, 408 and the connection closes. Default 10000.
+    /// it, in milliseconds; past it, 408 and the connection closes. Default 10000.
     pub(super) request_body_timeout_ms: u64,
-    /// Failed authentications allowed per remote IP per minute. Default 60.
+    /// Failed authentications allowed per remote IP, per minute. Default 60.
     pub(super) auth_failures_per_minute: u32,
-    /// Failed authentications allowed in a burst per remote IP. Default 20.
+    /// Failed authentications allowed at once per remote IP (the burst on top
+    /// of the per-minute rate), a count. Default 20.
     pub(super) auth_failure_burst: u32,
-    /// A separate address for `/metrics` (then the main address does not serve it).
+    /// A separate `IP:port` for `/metrics`; the main address then does not serve
+    /// it. Default unset (`/metrics` on `bind`).
     pub(super) metrics_bind: Option<String>,
-    /// Vendor calls one API request may make, retries included. Default 100.
+    /// Vendor calls one API request may make, retries included, a count.
+    /// Default 100.
     pub(super) max_vendor_calls_per_request: u32,
-    /// Vendor body bytes held at once by the whole process. Default 64 MiB.
+    /// Vendor body bytes held at once by the whole process, in bytes; at least
+    /// every provider's `max_body_bytes`. Default 64 MiB (67108864).
     pub(super) max_inflight_body_bytes: u64,
 }
 
@@ -73,12 +83,13 @@ impl Default for RawServer {
 pub(super) struct RawCache {
     /// Whether responses are cached at all. Default true.
     pub(super) enabled: bool,
-    /// Fresh lifetime of an entry, seconds. Default 60.
+    /// Fresh lifetime of an entry, in seconds. Default 60.
     pub(super) ttl_secs: u64,
     /// How long after expiry a stale entry may still answer when the vendor
-    /// fails, seconds. Default 300.
+    /// fails, in seconds. Default 300.
     pub(super) stale_if_error_secs: u64,
-    /// Bound on the cache's total weight (serialized bytes). Default 64 MiB.
+    /// Bound on the cache's total weight (serialized bytes plus bookkeeping), in
+    /// bytes. Default 64 MiB (67108864).
     pub(super) max_bytes: u64,
 }
 
@@ -93,148 +104,138 @@ impl Default for RawCache {
     }
 }
 
-/// `[providers.<name>]`.
+/// `[providers.<name>]`: one vendor account.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawProvider {
-    /// `chatbase | chatzuri | chatling`; defaults to the table name.
-    #[serde(default)]
+    /// Which vendor: `chatbase`, `chatzuri` or `chatling`. Default: the table
+    /// name (so `[providers.chatling]` needs no `kind`).
     pub(super) kind: Option<String>,
-    /// Defaults to the vendor's production URL.
-    #[serde(default)]
+    /// The vendor's API root, `http(s)://`, no query. Default: the vendor's
+    /// production URL.
     pub(super) base_url: Option<String>,
-    /// The vendor secret key. Required.
-    #[serde(default, deserialize_with = "opt_secret")]
+    /// The vendor secret key. Required (from the file or
+    /// `CHATGATE_PROVIDERS__<NAME>__API_KEY`); no default.
+    #[serde(deserialize_with = "opt_secret")]
     pub(super) api_key: Option<SecretString>,
-    /// Total time for one vendor call (connect, send, whole body), ms. Default 10000.
-    #[serde(default = "default_timeout_ms")]
+    /// Total time for one vendor call (connect, send, whole body), in
+    /// milliseconds. Default 10000.
     pub(super) timeout_ms: u64,
-    /// Time to establish a connection, ms. Default 3000.
-    #[serde(default = "default_connect_timeout_ms")]
+    /// Time to establish a connection, in milliseconds. Default 3000.
     pub(super) connect_timeout_ms: u64,
-    /// Largest vendor body read, bytes. Default 16 MiB.
-    #[serde(default = "default_max_body_bytes")]
+    /// Largest vendor body read, in bytes; a larger answer is a 502. Default
+    /// 16 MiB (16777216).
     pub(super) max_body_bytes: u64,
-    /// Chatzuri only: `current` (GET, agentId) or `legacy` (POST body, chatbotId).
-    #[serde(default)]
+    /// The vendor's request style, for vendors documenting several (Chatzuri:
+    /// `current` = GET with `agentId`, `legacy` = POST body with `chatbotId`).
+    /// Default `current`.
     pub(super) dialect: Option<String>,
-    /// Chatling: bound on vendor pages read per request when the gateway filters
-    /// or assembles pages. Default 50.
-    #[serde(default = "default_max_scan_pages")]
+    /// Bound on vendor pages one request may read when the gateway filters or
+    /// assembles pages itself (Chatling), a count. Default 50.
     pub(super) max_scan_pages: u32,
     /// Calls per second to this vendor account, shared by every caller. Default:
-    /// the vendor's documented quota where there is one (Chatling 300/min → 5),
-    /// else 10.
-    #[serde(default)]
+    /// the vendor's documented quota where it publishes one (Chatling 300/min →
+    /// 5), else 10.
     pub(super) max_requests_per_second: Option<u32>,
-    /// Retries of one vendor call (connect errors, 429, 502, 503, 504). Default 2.
-    #[serde(default = "default_max_retries")]
+    /// Retries of one vendor call (connect errors, 429, 502, 503, 504), a count.
+    /// Default 2.
     pub(super) max_retries: u32,
-    /// Longest `Retry-After` (or 429 pause) a request waits out before retrying,
-    /// ms; longer ones are answered with 429 at once. Default 5000.
-    #[serde(default = "default_max_retry_wait_ms")]
+    /// Longest `Retry-After` (or 429 pause) a request waits out before
+    /// retrying, in milliseconds; longer ones are answered with 429 at once.
+    /// Default 5000.
     pub(super) max_retry_wait_ms: u64,
-    /// Longest a vendor 429 may pause calls to this account, seconds, whatever
-    /// `Retry-After` it sends. Default 300.
-    #[serde(default = "default_max_pause_secs")]
+    /// Longest a vendor 429 may pause calls to this account, in seconds,
+    /// whatever `Retry-After` it sends. Default 300.
     pub(super) max_pause_secs: u64,
-    /// Consecutive failed calls that open the circuit. Default 5.
-    #[serde(default = "default_circuit_failure_threshold")]
+    /// Consecutive failed calls that open the circuit, a count. Default 5.
     pub(super) circuit_failure_threshold: u32,
-    /// Seconds an open circuit waits before one probe. Default 30.
-    #[serde(default = "default_circuit_cooldown_secs")]
+    /// How long an open circuit waits before one probe, in seconds. Default 30.
     pub(super) circuit_cooldown_secs: u64,
 }
 
-fn default_max_retries() -> u32 {
-    2
-}
-fn default_max_retry_wait_ms() -> u64 {
-    5_000
-}
-fn default_max_pause_secs() -> u64 {
-    300
-}
-fn default_circuit_failure_threshold() -> u32 {
-    5
-}
-fn default_circuit_cooldown_secs() -> u64 {
-    30
-}
-
-fn default_timeout_ms() -> u64 {
-    10_000
-}
-fn default_connect_timeout_ms() -> u64 {
-    3_000
-}
-fn default_max_body_bytes() -> u64 {
-    16 * 1024 * 1024
-}
-fn default_max_scan_pages() -> u32 {
-    AdapterOptions::DEFAULT_MAX_SCAN_PAGES.get()
+impl Default for RawProvider {
+    fn default() -> Self {
+        Self {
+            kind: None,
+            base_url: None,
+            api_key: None,
+            timeout_ms: 10_000,
+            connect_timeout_ms: 3_000,
+            max_body_bytes: 16 * 1024 * 1024,
+            dialect: None,
+            max_scan_pages: AdapterOptions::DEFAULT_MAX_SCAN_PAGES.get(),
+            max_requests_per_second: None,
+            max_retries: 2,
+            max_retry_wait_ms: 5_000,
+            max_pause_secs: 300,
+            circuit_failure_threshold: 5,
+            circuit_cooldown_secs: 30,
+        }
+    }
 }
 
 /// `[bots.<name>]`: one backend (`provider` + `chatbot_id`), or several as
 /// `[[bots.<name>.backends]]` for a bot read from two vendors during a migration.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// No defaults: one of the two forms is required.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawBot {
-    /// A `[providers.*]` table name.
-    #[serde(default)]
+    /// A `[providers.*]` table name. Unset by default.
     pub(super) provider: Option<String>,
-    /// The vendor's chatbot id (text; a number is read as its digits).
-    #[serde(
-        default,
-        deserialize_with = "chatgate_providers::wire::lenient_opt_string"
-    )]
+    /// The vendor's chatbot id (text; a number is read as its digits). Unset by
+    /// default.
+    #[serde(deserialize_with = "lenient_opt_string")]
     pub(super) chatbot_id: Option<String>,
     /// Several backends, merged newest first, in this order on equal times.
-    #[serde(default)]
+    /// Unset by default.
     pub(super) backends: Option<Vec<RawBackend>>,
 }
 
-/// `[[bots.<name>.backends]]`.
+/// `[[bots.<name>.backends]]`: both keys required.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBackend {
     /// A `[providers.*]` table name.
     pub(super) provider: String,
-    /// The vendor's chatbot id.
+    /// The vendor's chatbot id (text; a number is read as its digits).
     #[serde(deserialize_with = "lenient_string")]
     pub(super) chatbot_id: String,
 }
 
-/// `[clients.<name>]`.
+/// `[clients.<name>]`: a calling service.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawClient {
-    /// The client's bearer key, in plain text.
-    #[serde(default, deserialize_with = "opt_secret")]
+    /// The client's bearer key, in plain text, at least 16 characters. Either
+    /// this or `key_sha256` is required.
+    #[serde(deserialize_with = "opt_secret")]
     pub(super) key: Option<SecretString>,
-    /// Or the hex SHA-256 of the key, so the file holds no plaintext key.
-    #[serde(default)]
+    /// Or the key's SHA-256, 64 hex characters, so the file holds no plaintext
+    /// key.
     pub(super) key_sha256: Option<String>,
-    /// Bot names this client may read, or `["*"]`.
-    #[serde(default)]
+    /// Bot names this client may read, or `["*"]` for every bot. Required (an
+    /// empty list is refused).
     pub(super) bots: Vec<String>,
-    /// Sustained request rate. Default 600.
-    #[serde(default = "default_requests_per_minute")]
+    /// Sustained request rate, requests per minute. Default 600.
     pub(super) requests_per_minute: u32,
-    /// Requests allowed at once on top of the rate. Default 20.
-    #[serde(default = "default_burst")]
+    /// Requests allowed at once on top of the rate, a count. Default 20.
     pub(super) burst: u32,
 }
 
-fn default_requests_per_minute() -> u32 {
-    600
-}
-fn default_burst() -> u32 {
-    20
+impl Default for RawClient {
+    fn default() -> Self {
+        Self {
+            key: None,
+            key_sha256: None,
+            bots: Vec::new(),
+            requests_per_minute: 600,
+            burst: 20,
+        }
+    }
 }
 
 /// Secrets may come from the environment, where figment reads `12345` as a
 /// number: accept numbers as their digits rather than fail on a numeric key.
 fn opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
-    Ok(chatgate_providers::wire::lenient_opt_string(d)?.map(SecretString::from))
+    Ok(lenient_opt_string(d)?.map(SecretString::from))
 }

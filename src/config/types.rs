@@ -1,4 +1,9 @@
-//! The validated configuration the server runs on.
+//! The validated configuration the server runs on: typed values (`SocketAddr`,
+//! `Duration`, `NonZeroU32`, `ProviderKind`), immutable once built, shared as
+//! `Arc`s. Only `validate.rs` builds them from a file.
+//!
+//! Secrets never print: `ProviderConfig` and `ClientConfig` write their `Debug`
+//! by hand and show `[redacted]` for the vendor key and the client key's hash.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -10,10 +15,6 @@ use std::time::Duration;
 
 use chatgate_providers::{AdapterOptions, ProviderKind};
 use secrecy::SecretString;
-
-// ---------------------------------------------------------------------------
-// Typed, validated.
-// ---------------------------------------------------------------------------
 
 /// The validated configuration the server runs on.
 #[derive(Debug)]

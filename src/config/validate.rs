@@ -8,31 +8,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatgate_providers::{AdapterOptions, Dialect, ProviderKind};
-use figment::Figment;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
-use super::raw::{RawCache, RawConfig, RawProvider, RawServer};
+use super::raw::{RawBot, RawCache, RawConfig, RawProvider, RawServer};
 use super::types::{
     Backend, BotConfig, BotScope, CacheConfig, ClientConfig, Config, ProviderConfig, Rate,
     ServerConfig,
 };
-use super::{origin, ConfigError, ENV_PREFIX};
+use super::{ConfigError, ENV_PREFIX};
 
 /// The smallest client key accepted, so a guessable key cannot slip into
 /// production by way of a test config.
 const MIN_CLIENT_KEY_LEN: usize = 16;
 
-pub(super) fn from_figment(figment: &Figment, path: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = figment.extract().map_err(|e| ConfigError {
-        // Figment names keys with their profile (`default.`), which ops never wrote.
-        problems: e
-            .into_iter()
-            .map(|e| e.to_string().replace("key \"default.", "key \""))
-            .collect(),
-    })?;
+/// Turns `raw` into a [`Config`], or reports every problem found, each prefixed
+/// by `origin(key)` (the key path and where its value came from).
+pub(super) fn validate(
+    raw: &RawConfig,
+    path: &Path,
+    origin: impl Fn(&str) -> String,
+) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
-    let mut p = |key: &str, msg: String| problems.push(format!("{}: {msg}", origin(figment, key)));
+    let mut p = |key: &str, msg: String| problems.push(format!("{}: {msg}", origin(key)));
 
     let server = validate_server(&raw.server, &mut p);
     let cache = validate_cache(&raw.cache, &mut p);
@@ -44,86 +42,143 @@ pub(super) fn from_figment(figment: &Figment, path: &Path) -> Result<Config, Con
         }
     }
 
-    let mut bots = BTreeMap::new();
-    for (name, rb) in &raw.bots {
-        let key = format!("bots.{name}");
-        if !valid_name(name) {
+    let bots = raw
+        .bots
+        .iter()
+        .map(|(name, rb)| {
+            let bot = validate_bot(name, rb, &raw.providers, &mut p);
+            (name.clone(), Arc::new(bot))
+        })
+        .collect();
+
+    let clients = validate_clients(raw, &mut p);
+
+    for (name, rp) in &raw.providers {
+        if rp.max_body_bytes > raw.server.max_inflight_body_bytes {
             p(
-                &key,
-                "a bot name must be 1-128 characters of letters, digits, `_`, `-` or `.`"
-                    .to_owned(),
+                &format!("providers.{name}.max_body_bytes"),
+                format!(
+                    "is larger than server.max_inflight_body_bytes ({}): such a body could never be read",
+                    raw.server.max_inflight_body_bytes
+                ),
             );
         }
-        let backends: Vec<(String, Backend)> = match (&rb.provider, &rb.chatbot_id, &rb.backends) {
-            (Some(provider), Some(chatbot_id), None) => vec![(
-                key.clone(),
-                Backend {
-                    provider: provider.clone(),
-                    chatbot_id: chatbot_id.clone(),
-                },
-            )],
-            (None, None, Some(list)) if !list.is_empty() => list
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    (
-                        format!("{key}.backends[{i}]"),
-                        Backend {
-                            provider: b.provider.clone(),
-                            chatbot_id: b.chatbot_id.clone(),
-                        },
-                    )
-                })
-                .collect(),
-            (None, None, Some(_)) => {
-                p(&key, "`backends` must list at least one backend".to_owned());
-                Vec::new()
-            }
-            (_, _, Some(_)) => {
-                p(
-                    &key,
-                    "set either `provider` + `chatbot_id` or `backends`, not both".to_owned(),
-                );
-                Vec::new()
-            }
-            _ => {
-                p(
-                    &key,
-                    "needs `provider` and `chatbot_id` (or a `backends` list)".to_owned(),
-                );
-                Vec::new()
-            }
-        };
-        for (i, (at, b)) in backends.iter().enumerate() {
-            if !raw.providers.contains_key(&b.provider) {
-                p(
-                    &format!("{at}.provider"),
-                    format!(
-                        "names provider `{}`, which is not defined (defined: {})",
-                        b.provider,
-                        list(raw.providers.keys())
-                    ),
-                );
-            }
-            if b.chatbot_id.trim().is_empty() {
-                p(&format!("{at}.chatbot_id"), "must not be empty".to_owned());
-            }
-            if backends[..i].iter().any(|(_, other)| other == b) {
-                p(
-                    at,
-                    "lists the same provider and chatbot_id twice".to_owned(),
-                );
-            }
-        }
-        bots.insert(
-            name.clone(),
-            Arc::new(BotConfig {
-                name: name.clone(),
-                backends: backends.into_iter().map(|(_, b)| b).collect(),
-            }),
+    }
+
+    // A config that parses but can serve no one (an emptied file, a bad
+    // template) must be refused like any other: swapped in by a reload, it
+    // would turn every caller's valid key into a failed login.
+    if raw.bots.is_empty() {
+        p(
+            "bots",
+            "at least one bot is required ([bots.<name>] with a provider and chatbot_id)"
+                .to_owned(),
+        );
+    }
+    if raw.clients.is_empty() {
+        p(
+            "clients",
+            "at least one client is required ([clients.<name>] with a key and bots)".to_owned(),
         );
     }
 
+    match (server, problems.is_empty()) {
+        (Some(server), true) => Ok(Config {
+            path: path.to_owned(),
+            server,
+            cache,
+            providers,
+            bots,
+            clients,
+        }),
+        _ => Err(ConfigError { problems }),
+    }
+}
+
+/// One `[bots.<name>]`: either form, each backend naming a defined provider.
+fn validate_bot(
+    name: &str,
+    rb: &RawBot,
+    providers: &BTreeMap<String, RawProvider>,
+    p: &mut impl FnMut(&str, String),
+) -> BotConfig {
+    let key = format!("bots.{name}");
+    if !valid_name(name) {
+        p(
+            &key,
+            "a bot name must be 1-128 characters of letters, digits, `_`, `-` or `.`".to_owned(),
+        );
+    }
+    let backends: Vec<(String, Backend)> = match (&rb.provider, &rb.chatbot_id, &rb.backends) {
+        (Some(provider), Some(chatbot_id), None) => vec![(
+            key.clone(),
+            Backend {
+                provider: provider.clone(),
+                chatbot_id: chatbot_id.clone(),
+            },
+        )],
+        (None, None, Some(list)) if !list.is_empty() => list
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                (
+                    format!("{key}.backends[{i}]"),
+                    Backend {
+                        provider: b.provider.clone(),
+                        chatbot_id: b.chatbot_id.clone(),
+                    },
+                )
+            })
+            .collect(),
+        (None, None, Some(_)) => {
+            p(&key, "`backends` must list at least one backend".to_owned());
+            Vec::new()
+        }
+        (_, _, Some(_)) => {
+            p(
+                &key,
+                "set either `provider` + `chatbot_id` or `backends`, not both".to_owned(),
+            );
+            Vec::new()
+        }
+        _ => {
+            p(
+                &key,
+                "needs `provider` and `chatbot_id` (or a `backends` list)".to_owned(),
+            );
+            Vec::new()
+        }
+    };
+    for (i, (at, b)) in backends.iter().enumerate() {
+        if !providers.contains_key(&b.provider) {
+            p(
+                &format!("{at}.provider"),
+                format!(
+                    "names provider `{}`, which is not defined (defined: {})",
+                    b.provider,
+                    list(providers.keys())
+                ),
+            );
+        }
+        if b.chatbot_id.trim().is_empty() {
+            p(&format!("{at}.chatbot_id"), "must not be empty".to_owned());
+        }
+        if backends[..i].iter().any(|(_, other)| other == b) {
+            p(
+                at,
+                "lists the same provider and chatbot_id twice".to_owned(),
+            );
+        }
+    }
+    BotConfig {
+        name: name.to_owned(),
+        backends: backends.into_iter().map(|(_, b)| b).collect(),
+    }
+}
+
+/// Every `[clients.<name>]`: a key (or its hash) no other client has, bots that
+/// exist, a non-zero rate.
+fn validate_clients(raw: &RawConfig, p: &mut impl FnMut(&str, String)) -> Vec<Arc<ClientConfig>> {
     let mut clients = Vec::new();
     let mut seen_keys: BTreeMap<[u8; 32], &str> = BTreeMap::new();
     for (name, rc) in &raw.clients {
@@ -205,7 +260,7 @@ pub(super) fn from_figment(figment: &Figment, path: &Path) -> Result<Config, Con
             "requests_per_minute",
             Duration::from_secs(60),
             rc.burst,
-            &mut p,
+            p,
         );
         clients.push(Arc::new(ClientConfig {
             name: name.clone(),
@@ -219,46 +274,7 @@ pub(super) fn from_figment(figment: &Figment, path: &Path) -> Result<Config, Con
         }));
     }
 
-    for (name, rp) in &raw.providers {
-        if rp.max_body_bytes > raw.server.max_inflight_body_bytes {
-            p(
-                &format!("providers.{name}.max_body_bytes"),
-                format!(
-                    "is larger than server.max_inflight_body_bytes ({}): such a body could never be read",
-                    raw.server.max_inflight_body_bytes
-                ),
-            );
-        }
-    }
-
-    // A config that parses but can serve no one (an emptied file, a bad
-    // template) must be refused like any other: swapped in by a reload, it
-    // would turn every caller's valid key into a failed login.
-    if raw.bots.is_empty() {
-        p(
-            "bots",
-            "at least one bot is required ([bots.<name>] with a provider and chatbot_id)"
-                .to_owned(),
-        );
-    }
-    if raw.clients.is_empty() {
-        p(
-            "clients",
-            "at least one client is required ([clients.<name>] with a key and bots)".to_owned(),
-        );
-    }
-
-    match (server, problems.is_empty()) {
-        (Some(server), true) => Ok(Config {
-            path: path.to_owned(),
-            server,
-            cache,
-            providers,
-            bots,
-            clients,
-        }),
-        _ => Err(ConfigError { problems }),
-    }
+    clients
 }
 
 fn validate_server(raw: &RawServer, p: &mut impl FnMut(&str, String)) -> Option<ServerConfig> {
