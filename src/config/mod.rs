@@ -47,7 +47,6 @@ pub use types::{
     Backend, BotConfig, BotScope, CacheConfig, ClientConfig, Config, ProviderConfig, Rate,
     ServerConfig,
 };
-pub use validate::{default_base_url, default_requests_per_second};
 
 use raw::RawConfig;
 

@@ -108,11 +108,12 @@ impl Default for RawCache {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawProvider {
-    /// Which vendor: `chatbase`, `chatzuri` or `chatling`. Default: the table
-    /// name (so `[providers.chatling]` needs no `kind`).
+    /// Which vendor: a `VendorInfo::kind_name` (`chatbase`, `chatzuri`,
+    /// `chatling`). Default: the table name (so `[providers.chatling]` needs no
+    /// `kind`).
     pub(super) kind: Option<String>,
     /// The vendor's API root, `http(s)://`, no query. Default: the vendor's
-    /// production URL.
+    /// production URL (`VendorInfo::default_base_url` in its module).
     pub(super) base_url: Option<String>,
     /// The vendor secret key. Required (from the file or
     /// `CHATGATE_PROVIDERS__<NAME>__API_KEY`); no default.
@@ -127,15 +128,16 @@ pub(super) struct RawProvider {
     /// 16 MiB (16777216).
     pub(super) max_body_bytes: u64,
     /// The vendor's request style, for vendors documenting several (Chatzuri:
-    /// `current` = GET with `agentId`, `legacy` = POST body with `chatbotId`).
-    /// Default `current`.
+    /// `current` = GET with `agentId`, `legacy` = POST body with `chatbotId`;
+    /// `VendorInfo::dialects` in its module). Default: the vendor's first
+    /// (`current`).
     pub(super) dialect: Option<String>,
     /// Bound on vendor pages one request may read when the gateway filters or
     /// assembles pages itself (Chatling), a count. Default 50.
     pub(super) max_scan_pages: u32,
     /// Calls per second to this vendor account, shared by every caller. Default:
     /// the vendor's documented quota where it publishes one (Chatling 300/min →
-    /// 5), else 10.
+    /// 5), else 10 (`VendorInfo::default_requests_per_second` in its module).
     pub(super) max_requests_per_second: Option<u32>,
     /// Retries of one vendor call (connect errors, 429, 502, 503, 504), a count.
     /// Default 2.

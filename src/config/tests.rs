@@ -148,6 +148,22 @@ fn each_vendor_gets_its_own_base_url_and_quota_by_default() {
 }
 
 #[test]
+fn every_vendor_default_comes_from_its_descriptor() {
+    let toml: String = ProviderKind::ALL
+        .iter()
+        .map(|k| provider(&format!("p-{k}"), &format!("kind = \"{k}\"")))
+        .collect();
+    let config = valid(&toml);
+    for kind in ProviderKind::ALL {
+        let (p, info) = (&config.providers[&format!("p-{kind}")], kind.info());
+        assert_eq!(p.kind, kind);
+        assert_eq!(p.base_url, info.default_base_url);
+        assert_eq!(p.max_requests_per_second, info.default_requests_per_second);
+        assert_eq!(p.adapter.dialect, info.default_dialect());
+    }
+}
+
+#[test]
 fn explicit_kind_base_url_dialect_and_quota_are_kept() {
     let config = valid(&provider(
         "old-zuri",

@@ -455,7 +455,7 @@ fn validate_provider(
             }
             Some(url)
         }
-        (None, Some(k)) => Some(default_base_url(k).to_owned()),
+        (None, Some(k)) => Some(k.info().default_base_url.to_owned()),
         (None, None) => None,
     };
     for (field, v, lo, hi) in [
@@ -488,28 +488,34 @@ fn validate_provider(
         );
     }
     let max_scan_pages = NonZeroU32::new(rp.max_scan_pages);
-    let dialect = match (rp.dialect.as_deref(), kind) {
-        (None, _) => Dialect::Current,
-        (Some("current"), Some(ProviderKind::Chatzuri)) => Dialect::Current,
-        (Some("legacy"), Some(ProviderKind::Chatzuri)) => Dialect::Legacy,
-        (Some(_), Some(ProviderKind::Chatzuri)) => {
-            p(
-                &format!("{key}.dialect"),
-                "must be `current` or `legacy`".to_owned(),
-            );
-            Dialect::Current
+    let dialect = match (rp.dialect.as_deref(), kind.map(ProviderKind::info)) {
+        (None, info) => info.map_or_else(Dialect::default, |i| i.default_dialect()),
+        (Some(name), Some(info)) if !info.dialects.is_empty() => {
+            info.dialect(name).unwrap_or_else(|| {
+                let names = info.dialects.iter().map(|(n, _)| format!("`{n}`"));
+                p(
+                    &format!("{key}.dialect"),
+                    format!("must be {}", either(names)),
+                );
+                info.default_dialect()
+            })
         }
         (Some(_), _) => {
+            let vendors = ProviderKind::ALL
+                .iter()
+                .map(|k| k.info())
+                .filter(|i| !i.dialects.is_empty())
+                .map(|i| i.display_name);
             p(
                 &format!("{key}.dialect"),
-                "only Chatzuri providers have dialects".to_owned(),
+                format!("only {} providers have dialects", either(vendors)),
             );
-            Dialect::Current
+            Dialect::default()
         }
     };
     let max_rps = match rp.max_requests_per_second {
         Some(n) => NonZeroU32::new(n),
-        None => kind.map(default_requests_per_second),
+        None => kind.map(|k| k.info().default_requests_per_second),
     };
     if rp.max_requests_per_second.is_some() && max_rps.is_none() {
         p(
@@ -536,26 +542,6 @@ fn validate_provider(
         circuit_failure_threshold: threshold?,
         circuit_cooldown: Duration::from_secs(rp.circuit_cooldown_secs),
     })
-}
-
-/// The provider guard's default: the vendor's documented quota where it publishes
-/// one (Chatling: 300 calls per minute per key = 5/s), else 10/s (Chatbase v1 and
-/// Chatzuri publish no number).
-pub fn default_requests_per_second(kind: ProviderKind) -> NonZeroU32 {
-    let n = match kind {
-        ProviderKind::Chatling => 5,
-        ProviderKind::Chatbase | ProviderKind::Chatzuri => 10,
-    };
-    NonZeroU32::new(n).expect("a non-zero literal")
-}
-
-/// The vendors' production base URLs (vendors.md).
-pub fn default_base_url(kind: ProviderKind) -> &'static str {
-    match kind {
-        ProviderKind::Chatbase => "https://www.chatbase.co/api/v1",
-        ProviderKind::Chatzuri => "https://www.chatzuri.com/api/v1",
-        ProviderKind::Chatling => "https://api.chatling.ai/v2",
-    }
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -608,5 +594,18 @@ fn list<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
         "none".to_owned()
     } else {
         v.join(", ")
+    }
+}
+
+/// `a`, `a or b`, `a, b or c`: the choices a value must be one of.
+fn either<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
+    let v: Vec<S> = items.into_iter().collect();
+    match v.split_last() {
+        None => "none".to_owned(),
+        Some((last, [])) => last.as_ref().to_owned(),
+        Some((last, rest)) => {
+            let rest: Vec<&str> = rest.iter().map(AsRef::as_ref).collect();
+            format!("{} or {}", rest.join(", "), last.as_ref())
+        }
     }
 }
