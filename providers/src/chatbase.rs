@@ -20,7 +20,36 @@ use crate::model::{Conversation, ListQuery, Message, Page, ProviderKind, Role, T
 use crate::request::{UpstreamRequest, UpstreamResponse};
 use crate::sources::Source;
 use crate::wire::{self, error_from_status, invalid_json, lenient_string, parse_time};
-use crate::{Adapter, GetOperation, ListOperation, ListResult, Operation, Paging, Step};
+use crate::{
+    Adapter, GetOperation, ListOperation, ListResult, Operation, Paging, Step, VendorInfo,
+};
+
+/// What the rest of chatgate knows about Chatbase v1 (vendors.md "Chatbase").
+pub const INFO: VendorInfo = VendorInfo {
+    kind_name: "chatbase",
+    display_name: "Chatbase",
+    default_base_url: "https://www.chatbase.co/api/v1",
+    default_requests_per_second: match NonZeroU32::new(10) {
+        Some(n) => n,
+        None => unreachable!(),
+    },
+    quota_source: "Chatbase v1 publishes no rate limit: the common default of 10/s",
+    dialects: &[],
+    source_labels: &[
+        (Source::Api, "API"),
+        (Source::Website, "Chatbase site"),
+        (Source::Widget, "Widget or Iframe"),
+        (Source::Whatsapp, "WhatsApp"),
+        (Source::Messenger, "Messenger"),
+        (Source::Instagram, "Instagram"),
+        (Source::Slack, "Slack"),
+        (Source::Playground, "Playground"),
+        (Source::ActionPreview, "Action preview"),
+        (Source::Unspecified, "Unspecified"),
+    ],
+    // One call per gateway page, of the size the gateway asks for.
+    paging: Paging::CallerSized,
+};
 
 /// The Chatbase v1 adapter.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,10 +58,6 @@ pub struct Chatbase;
 impl Adapter for Chatbase {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Chatbase
-    }
-
-    fn paging(&self) -> Paging {
-        Paging::CallerSized
     }
 
     fn list(&self, target: Target<'_>, query: &ListQuery, _: Option<NonZeroU32>) -> ListOperation {

@@ -27,7 +27,28 @@ use crate::sources::Source;
 use crate::wire::{
     self, error_from_status, invalid_json, lenient_opt_string, lenient_string, parse_time,
 };
-use crate::{Adapter, GetOperation, ListOperation, ListResult, Operation, Paging, Step};
+use crate::{
+    Adapter, GetOperation, ListOperation, ListResult, Operation, Paging, Step, VendorInfo,
+};
+
+/// What the rest of chatgate knows about Chatling v2 (vendors.md "Chatling").
+pub const INFO: VendorInfo = VendorInfo {
+    kind_name: "chatling",
+    display_name: "Chatling",
+    default_base_url: "https://api.chatling.ai/v2",
+    default_requests_per_second: match NonZeroU32::new(5) {
+        Some(n) => n,
+        None => unreachable!(),
+    },
+    quota_source: "Chatling documents 300 calls per minute per API key \
+                   (vendors.md \"Errors and limits\"): 5/s",
+    dialects: &[],
+    // Chatling has no channel at all: every conversation is `unspecified`, which
+    // the gateway filters itself.
+    source_labels: &[],
+    // Pages of the vendor's own `per_page`: a gateway page may span several.
+    paging: Paging::VendorSized,
+};
 
 /// The Chatling v2 adapter.
 #[derive(Debug, Clone, Copy)]
@@ -45,10 +66,6 @@ impl Chatling {
 impl Adapter for Chatling {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Chatling
-    }
-
-    fn paging(&self) -> Paging {
-        Paging::VendorSized
     }
 
     fn list(

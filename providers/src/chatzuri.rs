@@ -14,7 +14,35 @@ use crate::chatbase::{V1List, V1Params};
 use crate::error::ProviderError;
 use crate::model::{ListQuery, ProviderKind, Target};
 use crate::request::{Method, UpstreamRequest};
-use crate::{Adapter, Dialect, GetOperation, ListOperation, Paging};
+use crate::sources::Source;
+use crate::{Adapter, Dialect, GetOperation, ListOperation, Paging, VendorInfo};
+
+/// What the rest of chatgate knows about Chatzuri (vendors.md "Chatzuri").
+pub const INFO: VendorInfo = VendorInfo {
+    kind_name: "chatzuri",
+    display_name: "Chatzuri",
+    default_base_url: "https://www.chatzuri.com/api/v1",
+    default_requests_per_second: match NonZeroU32::new(10) {
+        Some(n) => n,
+        None => unreachable!(),
+    },
+    quota_source: "Chatzuri says \"each plan has a per-team rate limit\" without numbers: \
+                   the common default of 10/s",
+    dialects: &[("current", Dialect::Current), ("legacy", Dialect::Legacy)],
+    // Chatbase's labels with Chatzuri's site, and no playground or action preview.
+    source_labels: &[
+        (Source::Api, "API"),
+        (Source::Website, "Chatzuri site"),
+        (Source::Widget, "Widget or Iframe"),
+        (Source::Whatsapp, "WhatsApp"),
+        (Source::Messenger, "Messenger"),
+        (Source::Instagram, "Instagram"),
+        (Source::Slack, "Slack"),
+        (Source::Unspecified, "Unspecified"),
+    ],
+    // One call per gateway page, of the size the gateway asks for.
+    paging: Paging::CallerSized,
+};
 
 const PATH: &str = "/get-conversations";
 
@@ -49,10 +77,6 @@ struct LegacyBody<'a> {
 impl Adapter for Chatzuri {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Chatzuri
-    }
-
-    fn paging(&self) -> Paging {
-        Paging::CallerSized
     }
 
     fn list(&self, target: Target<'_>, query: &ListQuery, _: Option<NonZeroU32>) -> ListOperation {

@@ -129,6 +129,79 @@ impl Default for AdapterOptions {
     }
 }
 
+/// Everything the rest of chatgate must know about one vendor, beside its
+/// adapter: each vendor module defines it as `pub const INFO: VendorInfo`, and
+/// [`ProviderKind::info`] is the one place that maps a kind to it. The config
+/// takes its defaults and dialect names from here, the source table its labels,
+/// so a new vendor changes nothing outside `providers/`.
+///
+/// ```
+/// use chatgate_providers::{Dialect, ProviderKind, Source};
+///
+/// let chatling = ProviderKind::Chatling.info();
+/// assert_eq!(chatling.default_base_url, "https://api.chatling.ai/v2");
+/// assert_eq!(chatling.default_requests_per_second.get(), 5); // 300 per minute
+/// assert_eq!(chatling.source_label(Source::Whatsapp), None); // no channels
+///
+/// let chatzuri = ProviderKind::Chatzuri.info();
+/// assert_eq!(chatzuri.dialect("legacy"), Some(Dialect::Legacy));
+/// assert_eq!(chatzuri.default_dialect(), Dialect::Current);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VendorInfo {
+    /// The lowercase name used in config (`kind = "…"`), in responses
+    /// (`provider`), headers and metrics.
+    pub kind_name: &'static str,
+    /// The vendor's own spelling, for messages (`Chatzuri`).
+    pub display_name: &'static str,
+    /// The production API root, without a trailing slash: `base_url`'s default.
+    pub default_base_url: &'static str,
+    /// The calls per second the gateway allows one account of this vendor when
+    /// `max_requests_per_second` is unset: the vendor's documented quota where
+    /// it publishes one, else 10.
+    pub default_requests_per_second: NonZeroU32,
+    /// Where [`default_requests_per_second`](Self::default_requests_per_second)
+    /// comes from, for docs and reviewers.
+    pub quota_source: &'static str,
+    /// The request styles the vendor documents, by their config name
+    /// (`dialect = "…"`); the first is the default. Empty when there is nothing
+    /// to choose.
+    pub dialects: &'static [(&'static str, Dialect)],
+    /// The vendor's label for each canonical source it has, as sent in
+    /// `filteredSources` and read back from `source`. A source missing here is a
+    /// channel the vendor does not have: a filter on it alone needs no call.
+    pub source_labels: &'static [(Source, &'static str)],
+    /// How the vendor pages its list.
+    pub paging: Paging,
+}
+
+impl VendorInfo {
+    /// The dialect called `name` in config, if the vendor documents one by that
+    /// name (exact, lowercase).
+    pub fn dialect(&self, name: &str) -> Option<Dialect> {
+        self.dialects
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, d)| d)
+    }
+
+    /// The dialect used when config names none.
+    pub fn default_dialect(&self) -> Dialect {
+        self.dialects
+            .first()
+            .map_or_else(Dialect::default, |&(_, d)| d)
+    }
+
+    /// The vendor's label for `source`, or `None` when it has no such channel.
+    pub fn source_label(&self, source: Source) -> Option<&'static str> {
+        self.source_labels
+            .iter()
+            .find(|(s, _)| *s == source)
+            .map(|&(_, l)| l)
+    }
+}
+
 /// A boxed list operation.
 pub type ListOperation = Box<dyn Operation<ListResult>>;
 /// A boxed single-conversation operation.
@@ -139,8 +212,10 @@ pub trait Adapter: Send + Sync {
     /// Which vendor this is.
     fn kind(&self) -> ProviderKind;
 
-    /// How the vendor pages its list.
-    fn paging(&self) -> Paging;
+    /// How the vendor pages its list (its [`VendorInfo::paging`]).
+    fn paging(&self) -> Paging {
+        self.kind().info().paging
+    }
 
     /// Lists one page of conversations. `vendor_page_size` is what a previous
     /// [`ListResult::vendor_page_size`] reported for this provider, if anything.
@@ -161,11 +236,100 @@ pub trait Adapter: Send + Sync {
     ) -> Result<GetOperation, ProviderError>;
 }
 
-/// The registry of vendor kinds: adding a vendor is one module and one line here.
+// The registry of vendor kinds: adding a vendor is one module and one line in
+// each of the two matches below (README "Adding a vendor").
+
+/// The adapter for `kind`.
 pub fn adapter(kind: ProviderKind, options: &AdapterOptions) -> Box<dyn Adapter> {
     match kind {
         ProviderKind::Chatbase => Box::new(chatbase::Chatbase),
         ProviderKind::Chatzuri => Box::new(chatzuri::Chatzuri::new(options.dialect)),
         ProviderKind::Chatling => Box::new(chatling::Chatling::new(options.max_scan_pages)),
+    }
+}
+
+impl ProviderKind {
+    /// What the rest of chatgate must know about this vendor (its module's `INFO`).
+    pub const fn info(self) -> &'static VendorInfo {
+        match self {
+            ProviderKind::Chatbase => &chatbase::INFO,
+            ProviderKind::Chatzuri => &chatzuri::INFO,
+            ProviderKind::Chatling => &chatling::INFO,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_vendor_info_is_found_by_its_own_kind_name() {
+        for kind in ProviderKind::ALL {
+            let info = kind.info();
+            assert_eq!(ProviderKind::parse(info.kind_name), Some(kind));
+            assert_eq!(kind.as_str(), info.kind_name);
+            assert_eq!(info.kind_name, info.kind_name.to_ascii_lowercase());
+            assert_eq!(adapter(kind, &AdapterOptions::default()).kind(), kind);
+        }
+    }
+
+    #[test]
+    fn default_base_urls_are_https_roots_without_a_trailing_slash() {
+        for kind in ProviderKind::ALL {
+            let url = kind.info().default_base_url;
+            assert!(url.starts_with("https://"), "{kind}: {url}");
+            assert!(
+                !url.ends_with('/') && !url.contains(['?', '#']),
+                "{kind}: {url}"
+            );
+        }
+    }
+
+    #[test]
+    fn dialect_names_are_distinct_and_the_first_is_the_default() {
+        for kind in ProviderKind::ALL {
+            let info = kind.info();
+            let names: HashSet<&str> = info.dialects.iter().map(|(n, _)| *n).collect();
+            assert_eq!(names.len(), info.dialects.len(), "{kind}");
+            for &(name, dialect) in info.dialects {
+                assert_eq!(info.dialect(name), Some(dialect), "{kind}: {name}");
+                assert_eq!(info.dialect(&name.to_ascii_uppercase()), None, "{kind}");
+            }
+            if let Some(&(_, first)) = info.dialects.first() {
+                assert_eq!(info.default_dialect(), first, "{kind}");
+            }
+        }
+        assert_eq!(ProviderKind::Chatbase.info().dialect("current"), None);
+    }
+
+    #[test]
+    fn a_vendor_label_names_one_source_whatever_the_vendor() {
+        let mut seen: Vec<(&str, Source)> = Vec::new();
+        for kind in ProviderKind::ALL {
+            let info = kind.info();
+            let sources: HashSet<Source> = info.source_labels.iter().map(|(s, _)| *s).collect();
+            assert_eq!(
+                sources.len(),
+                info.source_labels.len(),
+                "{kind}: a source twice"
+            );
+            for &(source, label) in info.source_labels {
+                // Labels are read back without knowing the vendor.
+                for &(other_label, other) in &seen {
+                    if other_label.eq_ignore_ascii_case(label) {
+                        assert_eq!(other, source, "{kind}: {label}");
+                    }
+                }
+                for canonical in Source::ALL {
+                    if canonical.as_str().eq_ignore_ascii_case(label) {
+                        assert_eq!(canonical, source, "{kind}: {label}");
+                    }
+                }
+                seen.push((label, source));
+            }
+        }
     }
 }

@@ -33,11 +33,7 @@ impl ProviderKind {
 
     /// The lowercase name used in config (`kind = "…"`) and in responses.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Chatbase => "chatbase",
-            Self::Chatzuri => "chatzuri",
-            Self::Chatling => "chatling",
-        }
+        self.info().kind_name
     }
 
     /// Parses a config `kind` (exact lowercase name).

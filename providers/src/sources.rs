@@ -3,7 +3,9 @@
 //!
 //! Vendors spell channels differently (`Chatbase site` vs `Chatzuri site`, Title-case
 //! labels in the guides vs lowercase enum values in Chatbase's OpenAPI), so every
-//! label is read case-insensitively and mapped to one canonical id.
+//! label is read case-insensitively and mapped to one canonical id. Each vendor's
+//! labels live in its own module (`VendorInfo::source_labels`); this module knows
+//! only the canonical ids.
 
 use std::fmt;
 
@@ -70,32 +72,10 @@ impl Source {
     }
 
     /// The label a vendor expects in its `filteredSources`, or `None` when that
-    /// vendor has no such channel (a filter on it can match nothing there).
+    /// vendor has no such channel (a filter on it can match nothing there). Each
+    /// vendor's labels live in its module's [`VendorInfo`](crate::VendorInfo).
     pub fn vendor_label(self, kind: ProviderKind) -> Option<&'static str> {
-        let label = match self {
-            Self::Api => "API",
-            Self::Website => match kind {
-                ProviderKind::Chatbase => "Chatbase site",
-                ProviderKind::Chatzuri => "Chatzuri site",
-                ProviderKind::Chatling => return None,
-            },
-            Self::Widget => "Widget or Iframe",
-            Self::Whatsapp => "WhatsApp",
-            Self::Messenger => "Messenger",
-            Self::Instagram => "Instagram",
-            Self::Slack => "Slack",
-            Self::Playground => "Playground",
-            Self::ActionPreview => "Action preview",
-            Self::Unspecified => "Unspecified",
-        };
-        let known = match kind {
-            ProviderKind::Chatbase => true,
-            ProviderKind::Chatzuri => !matches!(self, Self::Playground | Self::ActionPreview),
-            // Chatling has no channel at all: every conversation is `unspecified`,
-            // which the gateway filters itself.
-            ProviderKind::Chatling => false,
-        };
-        known.then_some(label)
+        kind.info().source_label(self)
     }
 
     /// Reads a caller's filter item: a canonical id or any vendor label,
@@ -116,27 +96,19 @@ impl Source {
             .unwrap_or(Self::Unspecified)
     }
 
+    /// A canonical id, or any vendor's label for a source (a bot read from two
+    /// vendors, or a caller used to one vendor's spelling, may use either).
     fn from_label(label: &str) -> Option<Source> {
-        const LABELS: &[(&str, Source)] = &[
-            ("api", Source::Api),
-            ("website", Source::Website),
-            ("chatbase site", Source::Website),
-            ("chatzuri site", Source::Website),
-            ("widget", Source::Widget),
-            ("widget or iframe", Source::Widget),
-            ("whatsapp", Source::Whatsapp),
-            ("messenger", Source::Messenger),
-            ("instagram", Source::Instagram),
-            ("slack", Source::Slack),
-            ("playground", Source::Playground),
-            ("action_preview", Source::ActionPreview),
-            ("action preview", Source::ActionPreview),
-            ("unspecified", Source::Unspecified),
-        ];
-        LABELS
-            .iter()
-            .find(|(l, _)| l.eq_ignore_ascii_case(label))
-            .map(|&(_, s)| s)
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(label))
+            .or_else(|| {
+                ProviderKind::ALL
+                    .iter()
+                    .flat_map(|k| k.info().source_labels)
+                    .find(|(_, l)| l.eq_ignore_ascii_case(label))
+                    .map(|&(s, _)| s)
+            })
     }
 }
 

@@ -56,18 +56,18 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// Every kind in the registry with each of its dialects and its fixture folder.
-/// The match is exhaustive so a new kind cannot be left out.
+/// Every kind in the registry with each of the dialects its descriptor lists,
+/// and its fixture folder (named after the kind), so a new vendor is fuzzed with
+/// its own fixtures as soon as it is registered.
 fn subjects() -> Vec<(ProviderKind, Dialect, &'static str)> {
     let mut all = Vec::new();
     for kind in ProviderKind::ALL {
-        match kind {
-            ProviderKind::Chatbase => all.push((kind, Dialect::Current, "chatbase")),
-            ProviderKind::Chatzuri => {
-                all.push((kind, Dialect::Current, "chatzuri"));
-                all.push((kind, Dialect::Legacy, "chatzuri"));
-            }
-            ProviderKind::Chatling => all.push((kind, Dialect::Current, "chatling")),
+        let info = kind.info();
+        if info.dialects.is_empty() {
+            all.push((kind, info.default_dialect(), info.kind_name));
+        }
+        for &(_, dialect) in info.dialects {
+            all.push((kind, dialect, info.kind_name));
         }
     }
     all
