@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use chatgate_providers::{ListQuery, Page, PageNumber, PageSize};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::gateway::{Gateway, UpstreamStats};
 use crate::merge::{ChunkCache, Merger};
@@ -279,11 +280,12 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
         }
     };
 
+    let clock = Clock::system();
     let metrics = Arc::new(Metrics::new());
     let (_, chunk_bytes) = split_cache_budget(config.cache.max_bytes);
-    let chunks = Arc::new(ChunkCache::new(&config.cache, chunk_bytes));
+    let chunks = Arc::new(ChunkCache::new(&config.cache, chunk_bytes, clock.clone()));
     let budget = BodyBudget::new(config.server.max_inflight_body_bytes);
-    let gateway = Gateway::new(config, metrics, chunks, None);
+    let gateway = Gateway::new(config, metrics, chunks, None, &clock);
     let upstream = Upstream::new(tls_config(), budget);
     let mut out = OpenOptions::new()
         .append(true)
