@@ -230,12 +230,14 @@ pub async fn start_with_clock(
     }
     let listener = wire::bind(bind)?;
     let addr = listener.local_addr()?;
-    let server = wire::listen(server, listener, metrics.clone(), move || {
+    let app_clock = clock.clone();
+    let server = wire::listen(server, listener, metrics.clone(), &clock, move || {
         App::new()
             .app_data(app_state.clone())
             .app_data(web::Data::new(Upstream::new(
                 tls.clone(),
                 body_budget.clone(),
+                app_clock.clone(),
             )))
             .wrap(middleware::from_fn(request_log::middleware))
             .wrap(middleware::from_fn(wire::track))
@@ -255,7 +257,7 @@ pub async fn start_with_clock(
             .workers(1)
             .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
             .disable_signals();
-        let msrv = wire::listen(msrv, listener, metrics.clone(), move || {
+        let msrv = wire::listen(msrv, listener, metrics.clone(), &clock, move || {
             App::new()
                 .app_data(metrics_state.clone())
                 .wrap(middleware::from_fn(request_log::middleware))
