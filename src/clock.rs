@@ -100,8 +100,10 @@ impl governor::clock::Clock for Clock {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
-// This is the one place chatgate reads the time; the providers crate forbids
-// these calls outright (`providers/clippy.toml`).
+// This is the one place chatgate reads the time. The providers crate forbids
+// these calls outright (`providers/clippy.toml`); this crate gets the same list
+// once the gateway's vendor-call phases and the emulator read a Clock too, and
+// these allows mark the one place that stays exempt.
 #[allow(clippy::disallowed_methods)]
 impl SystemClock {
     fn now(&self) -> Instant {
