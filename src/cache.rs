@@ -2,8 +2,11 @@
 //! bounded by bytes, with request coalescing and stale-if-error.
 //!
 //! Two moka caches work together:
-//! - `entries` holds bodies for `ttl + stale_if_error`; an entry younger than `ttl`
-//!   is fresh (a HIT), an older one may only stand in when the vendor fails (STALE);
+//! - `entries` holds bodies; each carries its own deadlines, computed from the
+//!   [`Clock`] when it was stored: until `ttl` it is fresh (a HIT), then until
+//!   `ttl + stale_if_error` it may only stand in when the vendor fails (STALE),
+//!   then it is gone. moka's own expiry (`ttl + stale_if_error` in real time)
+//!   only bounds memory;
 //! - `inflight` exists only to coalesce: every request that must reach the vendor for
 //!   one key goes through its `try_get_with`, so concurrent misses make one vendor
 //!   call, and its result — the body or the error — is handed to every waiter.
@@ -22,6 +25,7 @@ use bytes::Bytes;
 use chatgate_providers::{ListQuery, ProviderKind};
 use moka::future::Cache;
 
+use crate::clock::Clock;
 use crate::config::{BotConfig, CacheConfig, ProviderConfig};
 use crate::error::GatewayError;
 
@@ -151,11 +155,15 @@ impl Weigh for Listed {
     }
 }
 
-/// A stored value and when it was stored.
+/// A stored value and its deadlines.
 #[derive(Debug)]
 pub struct Stored<V> {
     value: V,
-    stored: Instant,
+    /// Until when it answers as a HIT.
+    fresh_until: Instant,
+    /// Until when it may stand in for a failing vendor (STALE); after it, the
+    /// entry is as good as gone.
+    stale_until: Instant,
 }
 
 impl<V> Deref for Stored<V> {
@@ -204,12 +212,14 @@ impl CacheStatus {
 /// `cache.enabled = false`.
 pub struct SwrCache<K, V> {
     inner: Option<Inner<K, V>>,
+    clock: Clock,
 }
 
 struct Inner<K, V> {
     entries: Cache<Arc<K>, Arc<Stored<V>>>,
     inflight: Cache<Arc<K>, Arc<Stored<V>>>,
     ttl: Duration,
+    stale_if_error: Duration,
 }
 
 /// Serialized response bodies.
@@ -220,10 +230,11 @@ where
     K: Hash + Eq + Weigh + Send + Sync + 'static,
     V: Weigh + Send + Sync + 'static,
 {
-    /// A cache with `config`'s lifetimes, bounded to `max_bytes` of weight.
-    pub fn new(config: &CacheConfig, max_bytes: u64) -> Self {
+    /// A cache with `config`'s lifetimes on `clock`, bounded to `max_bytes` of
+    /// weight.
+    pub fn new(config: &CacheConfig, max_bytes: u64, clock: Clock) -> Self {
         if !config.enabled {
-            return Self { inner: None };
+            return Self { inner: None, clock };
         }
         let entries = Cache::builder()
             .max_capacity(max_bytes)
@@ -243,7 +254,9 @@ where
                 entries,
                 inflight,
                 ttl: config.ttl,
+                stale_if_error: config.stale_if_error,
             }),
+            clock,
         }
     }
 
@@ -272,13 +285,21 @@ where
             } else {
                 CacheStatus::Stale
             };
-            return Ok((Arc::new(Stored::now(value)), status));
+            let stored = Stored::new(value, self.clock.now(), Duration::ZERO, Duration::ZERO);
+            return Ok((Arc::new(stored), status));
         };
         let key = Arc::new(key);
-        let existing = inner.entries.get(&key).await;
+        let now = self.clock.now();
+        // Past its stale window an entry is gone, whether or not moka has
+        // dropped it yet.
+        let existing = inner
+            .entries
+            .get(&key)
+            .await
+            .filter(|entry| now < entry.stale_until);
         if !bypass {
             if let Some(entry) = &existing {
-                if entry.stored.elapsed() < inner.ttl {
+                if now < entry.fresh_until {
                     return Ok((entry.clone(), CacheStatus::Hit));
                 }
             }
@@ -286,7 +307,10 @@ where
         let fetched = inner
             .inflight
             .try_get_with(key.clone(), async {
-                fetch.await.map(|v| Arc::new(Stored::now(v)))
+                fetch.await.map(|v| {
+                    let stored = Stored::new(v, self.clock.now(), inner.ttl, inner.stale_if_error);
+                    Arc::new(stored)
+                })
             })
             .await;
         // Store before leaving `inflight`, so no request finds neither and makes a
@@ -310,8 +334,9 @@ where
                 };
                 Ok((value, status))
             }
+            // The window is checked again: the failed fetch took time.
             Err(error) => match existing {
-                Some(stale) if error.may_serve_stale() => {
+                Some(stale) if error.may_serve_stale() && self.clock.now() < stale.stale_until => {
                     tracing::warn!(error = %error, "vendor failed; serving a stale answer");
                     Ok((stale, CacheStatus::Stale))
                 }
@@ -333,10 +358,17 @@ where
 }
 
 impl<V> Stored<V> {
-    fn now(value: V) -> Self {
+    /// `value` stored at `now`: fresh for `ttl`, then usable as stale for
+    /// `stale_if_error`. A deadline past what an `Instant` can hold ends at
+    /// `now` (validation keeps configured lifetimes far below that).
+    fn new(value: V, now: Instant, ttl: Duration, stale_if_error: Duration) -> Self {
+        let fresh_until = now.checked_add(ttl).unwrap_or(now);
         Self {
             value,
-            stored: Instant::now(),
+            fresh_until,
+            stale_until: fresh_until
+                .checked_add(stale_if_error)
+                .unwrap_or(fresh_until),
         }
     }
 }
@@ -344,9 +376,12 @@ impl<V> Stored<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::error::UpstreamFailure;
     use bytes::Bytes;
     use chatgate_providers::{AdapterOptions, PageNumber};
     use secrecy::SecretString;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     fn provider() -> ProviderConfig {
         ProviderConfig {
@@ -386,7 +421,7 @@ mod tests {
             stale_if_error: Duration::from_secs(60),
             max_bytes,
         };
-        let cache = ResponseCache::new(&config, max_bytes);
+        let cache = ResponseCache::new(&config, max_bytes, Clock::from(ManualClock::new()));
         let body = Bytes::from(vec![b'x'; 3000]);
         for page in 1..=500 {
             let query = ListQuery {
@@ -413,5 +448,160 @@ mod tests {
             weight > max_bytes / 2,
             "the cache is used, not emptied: {weight}"
         );
+    }
+
+    /// A small key and value, so the time rules are tested on their own.
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    struct Key(u32);
+
+    impl Weigh for Key {
+        fn weigh(&self) -> usize {
+            4
+        }
+    }
+
+    #[derive(Debug)]
+    struct Val(&'static str);
+
+    impl Weigh for Val {
+        fn weigh(&self) -> usize {
+            self.0.len()
+        }
+    }
+
+    /// A cache on a manual clock, fresh for `ttl` s, stale for `stale` s more,
+    /// counting its vendor calls.
+    struct Timed {
+        cache: SwrCache<Key, Val>,
+        clock: ManualClock,
+        calls: AtomicU32,
+    }
+
+    impl Timed {
+        fn new(enabled: bool, ttl: u64, stale: u64) -> Self {
+            let config = CacheConfig {
+                enabled,
+                ttl: Duration::from_secs(ttl),
+                stale_if_error: Duration::from_secs(stale),
+                max_bytes: 1 << 20,
+            };
+            let clock = ManualClock::new();
+            Self {
+                cache: SwrCache::new(&config, 1 << 20, clock.clone().into()),
+                clock,
+                calls: AtomicU32::new(0),
+            }
+        }
+
+        /// Asks for key 1, where a vendor call (if one is made) answers
+        /// `vendor`; `None` when the answer is an error.
+        async fn ask(&self, vendor: Result<&'static str, GatewayError>) -> Answer {
+            self.fetch(false, vendor).await
+        }
+
+        /// [`Self::ask`] with `Cache-Control: no-cache`.
+        async fn ask_bypassing(&self, vendor: Result<&'static str, GatewayError>) -> Answer {
+            self.fetch(true, vendor).await
+        }
+
+        async fn fetch(&self, bypass: bool, vendor: Result<&'static str, GatewayError>) -> Answer {
+            let fetch = async {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                vendor.map(Val)
+            };
+            let (stored, status) = self.cache.get_or_fetch(Key(1), bypass, fetch).await.ok()?;
+            Some((stored.0, status))
+        }
+
+        fn calls(&self) -> u32 {
+            self.calls.load(Ordering::SeqCst)
+        }
+
+        fn advance_ms(&self, ms: u64) {
+            self.clock.advance(Duration::from_millis(ms));
+        }
+    }
+
+    type Answer = Option<(&'static str, CacheStatus)>;
+
+    /// A failure a stale answer may cover: the vendor failing.
+    fn down() -> Result<&'static str, GatewayError> {
+        let failure = UpstreamFailure::Deadline(Duration::from_secs(1));
+        Err(GatewayError::upstream(ProviderKind::Chatbase, failure))
+    }
+
+    #[actix_rt::test]
+    async fn an_entry_is_fresh_then_stale_then_gone() {
+        use CacheStatus::{Hit, Miss, Stale};
+        let t = Timed::new(true, 10, 20);
+        assert_eq!(t.ask(Ok("a")).await, Some(("a", Miss)));
+        t.advance_ms(9_999);
+        assert_eq!(t.ask(Ok("b")).await, Some(("a", Hit)));
+        assert_eq!(t.calls(), 1, "a hit makes no call");
+
+        // At the ttl the vendor is asked; failing, the entry stands in.
+        t.advance_ms(1);
+        assert_eq!(t.ask(down()).await, Some(("a", Stale)));
+        assert_eq!(t.calls(), 2, "the vendor was asked first");
+        // The vendor saying "no" (here: any error a stale answer may not
+        // cover) is the answer.
+        assert_eq!(t.ask(Err(GatewayError::Internal)).await, None);
+        t.advance_ms(19_999);
+        assert_eq!(t.ask(down()).await, Some(("a", Stale)));
+
+        // At ttl + stale_if_error it is gone: the failure is the answer.
+        t.advance_ms(1);
+        assert_eq!(t.ask(down()).await, None);
+        assert_eq!(t.ask(Ok("b")).await, Some(("b", Miss)));
+        assert_eq!(t.ask(Ok("c")).await, Some(("b", Hit)));
+    }
+
+    #[actix_rt::test]
+    async fn an_expired_entry_is_refreshed_when_the_vendor_is_well() {
+        use CacheStatus::{Hit, Miss, Stale};
+        let t = Timed::new(true, 10, 20);
+        t.ask(Ok("a")).await;
+        t.advance_ms(10_000);
+        assert_eq!(t.ask(Ok("b")).await, Some(("b", Miss)));
+        // Fresh for a whole ttl from the refresh, and stale from there.
+        t.advance_ms(9_999);
+        assert_eq!(t.ask(Ok("c")).await, Some(("b", Hit)));
+        t.advance_ms(20_000);
+        assert_eq!(t.ask(down()).await, Some(("b", Stale)));
+    }
+
+    #[actix_rt::test]
+    async fn the_stale_window_is_checked_when_the_failure_arrives() {
+        let t = Timed::new(true, 10, 20);
+        t.ask(Ok("a")).await;
+        t.advance_ms(25_000);
+        // The vendor takes 10 s to fail: by then the entry's window has closed.
+        let slow_failure = async {
+            t.advance_ms(10_000);
+            down().map(Val)
+        };
+        let answer = t.cache.get_or_fetch(Key(1), false, slow_failure).await;
+        assert!(answer.is_err());
+    }
+
+    #[actix_rt::test]
+    async fn a_bypass_skips_the_read_but_stores_and_may_still_serve_stale() {
+        use CacheStatus::{Bypass, Hit, Stale};
+        let t = Timed::new(true, 10, 20);
+        t.ask(Ok("a")).await;
+        assert_eq!(t.ask_bypassing(Ok("b")).await, Some(("b", Bypass)));
+        assert_eq!(t.ask(Ok("c")).await, Some(("b", Hit)));
+        assert_eq!(t.ask_bypassing(down()).await, Some(("b", Stale)));
+        assert_eq!(t.calls(), 3);
+    }
+
+    #[actix_rt::test]
+    async fn a_disabled_cache_always_asks_the_vendor() {
+        use CacheStatus::Bypass;
+        let t = Timed::new(false, 10, 20);
+        assert_eq!(t.ask(Ok("a")).await, Some(("a", Bypass)));
+        assert_eq!(t.ask(Ok("b")).await, Some(("b", Bypass)));
+        assert_eq!(t.ask(down()).await, None);
+        assert_eq!(t.calls(), 3);
     }
 }

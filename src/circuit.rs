@@ -13,18 +13,24 @@
 //! without an outcome is neutral; a dropped probe frees the probe slot so the next
 //! caller probes instead, so the breaker can never be wedged half-open.
 //!
-//! Time comes in as an argument (sans-IO), so tests need no sleeps:
+//! Time comes in as an argument (sans-IO), read by the caller from its
+//! [`Clock`](crate::clock::Clock), so tests move a manual clock instead of
+//! sleeping:
 //!
 //! ```
 //! use std::num::NonZeroU32;
-//! use std::time::{Duration, Instant};
+//! use std::time::Duration;
 //! use chatgate::circuit::{CircuitBreaker, CircuitState};
+//! use chatgate::clock::{Clock, ManualClock};
 //!
+//! let manual = ManualClock::new();
+//! let clock = Clock::from(manual.clone());
 //! let breaker = CircuitBreaker::new(NonZeroU32::MIN, Duration::from_secs(30));
-//! let now = Instant::now();
-//! breaker.acquire(now).unwrap().failure(now);
-//! assert_eq!(breaker.state(now), CircuitState::Open);
-//! assert!(breaker.acquire(now).is_err());
+//! breaker.acquire(clock.now()).unwrap().failure(clock.now());
+//! assert_eq!(breaker.state(clock.now()), CircuitState::Open);
+//! assert!(breaker.acquire(clock.now()).is_err());
+//! manual.advance(Duration::from_secs(30));
+//! assert_eq!(breaker.state(clock.now()), CircuitState::HalfOpen);
 //! ```
 
 use std::num::NonZeroU32;
@@ -275,6 +281,7 @@ impl Drop for Permit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, ManualClock};
     use std::sync::Barrier;
 
     const COOLDOWN: Duration = Duration::from_secs(30);
@@ -291,10 +298,15 @@ mod tests {
         Duration::from_secs(s)
     }
 
+    /// An instant to start from, on a clock that never moves by itself.
+    fn start() -> Instant {
+        Clock::from(ManualClock::new()).now()
+    }
+
     /// A breaker opened at the returned instant.
     fn opened(threshold: u32) -> (CircuitBreaker, Instant) {
         let b = breaker(threshold);
-        let t0 = Instant::now();
+        let t0 = start();
         for _ in 0..threshold {
             fail(&b, t0);
         }
@@ -303,9 +315,41 @@ mod tests {
     }
 
     #[test]
+    fn open_half_open_and_closed_follow_the_clock_through_a_cooldown() {
+        let manual = ManualClock::new();
+        let clock = Clock::from(manual.clone());
+        let b = breaker(2);
+        fail(&b, clock.now());
+        fail(&b, clock.now());
+        assert_eq!(b.state(clock.now()), CircuitState::Open);
+        manual.advance(COOLDOWN - Duration::from_nanos(1));
+        assert_eq!(b.state(clock.now()), CircuitState::Open);
+        assert_eq!(
+            b.acquire(clock.now()).unwrap_err().retry_in,
+            Duration::from_nanos(1)
+        );
+        manual.advance(Duration::from_nanos(1));
+        assert_eq!(b.state(clock.now()), CircuitState::HalfOpen);
+        // A failed probe opens it for a whole cooldown from its failure.
+        let probe = b.acquire(clock.now()).unwrap();
+        assert!(probe.is_probe());
+        manual.advance(secs(4));
+        probe.failure(clock.now());
+        assert_eq!(b.state(clock.now()), CircuitState::Open);
+        manual.advance(COOLDOWN - secs(1));
+        assert_eq!(b.acquire(clock.now()).unwrap_err().retry_in, secs(1));
+        manual.advance(secs(1));
+        // A successful probe closes it.
+        b.acquire(clock.now()).unwrap().success();
+        assert_eq!(b.state(clock.now()), CircuitState::Closed);
+        manual.advance(secs(3600));
+        assert_eq!(b.state(clock.now()), CircuitState::Closed);
+    }
+
+    #[test]
     fn opens_exactly_at_the_threshold_and_not_before() {
         let b = breaker(5);
-        let now = Instant::now();
+        let now = start();
         for _ in 0..4 {
             fail(&b, now);
             assert_eq!(b.state(now), CircuitState::Closed);
@@ -319,7 +363,7 @@ mod tests {
     #[test]
     fn a_success_in_between_resets_the_streak() {
         let b = breaker(3);
-        let now = Instant::now();
+        let now = start();
         fail(&b, now);
         fail(&b, now);
         b.acquire(now).unwrap().success();
@@ -411,7 +455,7 @@ mod tests {
     #[test]
     fn neutral_outcomes_do_not_move_the_streak() {
         let b = breaker(2);
-        let now = Instant::now();
+        let now = start();
         fail(&b, now);
         b.acquire(now).unwrap().neutral();
         drop(b.acquire(now).unwrap());
@@ -423,7 +467,7 @@ mod tests {
     #[test]
     fn stragglers_from_before_opening_do_not_count() {
         let b = breaker(1);
-        let t0 = Instant::now();
+        let t0 = start();
         let early_success = b.acquire(t0).unwrap();
         let early_failure = b.acquire(t0).unwrap();
         fail(&b, t0);
@@ -438,7 +482,7 @@ mod tests {
     #[test]
     fn an_absurd_cooldown_is_capped_instead_of_overflowing() {
         let b = CircuitBreaker::new(NonZeroU32::MIN, Duration::MAX);
-        let now = Instant::now();
+        let now = start();
         fail(&b, now);
         let refused = b.acquire(now).unwrap_err();
         assert_eq!(refused.retry_in, CircuitBreaker::MAX_COOLDOWN);

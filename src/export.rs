@@ -21,6 +21,7 @@ use chatgate_providers::{ListQuery, Page, PageNumber, PageSize};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::split_cache_budget;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::gateway::{CallCtx, Gateway, UpstreamStats};
@@ -279,19 +280,20 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
         }
     };
 
+    let clock = Clock::system();
     let metrics = Arc::new(Metrics::new());
     let (_, chunk_bytes) = split_cache_budget(config.cache.max_bytes);
-    let chunks = Arc::new(ChunkCache::new(&config.cache, chunk_bytes));
+    let chunks = Arc::new(ChunkCache::new(&config.cache, chunk_bytes, clock.clone()));
     let budget = BodyBudget::new(config.server.max_inflight_body_bytes);
-    let gateway = Gateway::new(config, metrics, chunks, None);
-    let upstream = Upstream::new(tls_config(), budget);
+    let gateway = Gateway::new(config, metrics, chunks, None, &clock);
+    let upstream = Upstream::new(tls_config(), budget, clock.clone());
     let mut out = OpenOptions::new()
         .append(true)
         .open(&args.out)
         .map_err(|e| io_err("cannot open", &args.out, e))?;
     let mut seen = seen;
-    let mut progress = Progress::new(&checkpoint.totals);
-    let started = Instant::now();
+    let mut progress = Progress::new(&checkpoint.totals, &clock);
+    let started = clock.now();
     // A dual-read bot is streamed: its merge goes on from the checkpointed
     // backend positions, so each backend is read once however long the export.
     let mut merger =
@@ -359,7 +361,7 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
                 args.out.display(),
                 t.pages,
                 t.vendor_calls,
-                started.elapsed().as_secs_f64()
+                clock.now().saturating_duration_since(started).as_secs_f64()
             );
             return Ok(checkpoint.totals);
         }
@@ -390,13 +392,13 @@ async fn next_batch<S: ChunkSource>(
 /// A progress bar on a terminal; plain lines every few seconds otherwise.
 enum Progress {
     Bar(indicatif::ProgressBar),
-    Lines { last: Instant },
+    Lines { clock: Clock, last: Instant },
 }
 
 impl Progress {
     const LINE_EVERY: Duration = Duration::from_secs(2);
 
-    fn new(totals: &Totals) -> Self {
+    fn new(totals: &Totals, clock: &Clock) -> Self {
         if io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.enable_steady_tick(Duration::from_millis(120));
@@ -404,7 +406,8 @@ impl Progress {
             Progress::Bar(bar)
         } else {
             Progress::Lines {
-                last: Instant::now(),
+                clock: clock.clone(),
+                last: clock.now(),
             }
         }
     }
@@ -419,10 +422,11 @@ impl Progress {
     fn update(&mut self, totals: &Totals) {
         match self {
             Progress::Bar(bar) => bar.set_message(Self::text(totals)),
-            Progress::Lines { last } => {
-                if last.elapsed() >= Self::LINE_EVERY {
+            Progress::Lines { clock, last } => {
+                let now = clock.now();
+                if now.saturating_duration_since(*last) >= Self::LINE_EVERY {
                     eprintln!("export: {}", Self::text(totals));
-                    *last = Instant::now();
+                    *last = now;
                 }
             }
         }

@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod circuit;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -13,17 +13,17 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
+use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
+use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
+use crate::clock::Clock;
 use crate::config::{ClientConfig, Rate};
 
-type Direct = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
-type PlainDirect = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
-type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
+type Direct = RateLimiter<NotKeyed, InMemoryState, Clock, StateInformationMiddleware>;
+type PlainDirect = RateLimiter<NotKeyed, InMemoryState, Clock, NoOpMiddleware<Instant>>;
+type Keyed<K> = RateLimiter<K, DashMapStateStore<K>, Clock, NoOpMiddleware<Instant>>;
 
 /// Turns a configured rate into a governor quota: one cell every
 /// `period / count`, `burst` cells at once.
@@ -53,9 +53,14 @@ pub struct ClientLimits {
 }
 
 impl ClientLimits {
-    /// Limiters for `clients`. With `previous` (a reload), a client whose rate
-    /// did not change keeps its bucket, so a reload is no way around a quota.
-    pub fn new(clients: &[Arc<ClientConfig>], previous: Option<&ClientLimits>) -> Self {
+    /// Limiters for `clients`, refilling by `clock`. With `previous` (a
+    /// reload), a client whose rate did not change keeps its bucket, so a
+    /// reload is no way around a quota.
+    pub fn new(
+        clients: &[Arc<ClientConfig>],
+        previous: Option<&ClientLimits>,
+        clock: &Clock,
+    ) -> Self {
         Self {
             by_name: clients
                 .iter()
@@ -65,7 +70,10 @@ impl ClientLimits {
                         .filter(|(rate, _)| *rate == c.rate)
                         .map(|(_, limiter)| limiter.clone());
                     let limiter = kept.unwrap_or_else(|| {
-                        Arc::new(RateLimiter::direct(quota(&c.rate)).with_middleware())
+                        Arc::new(
+                            RateLimiter::direct_with_clock(quota(&c.rate), clock.clone())
+                                .with_middleware(),
+                        )
                     });
                     (c.name.clone(), (c.rate, limiter))
                 })
@@ -77,7 +85,6 @@ impl ClientLimits {
     /// a client without a limiter (none exists after validation).
     pub fn check(&self, client: &str) -> Option<RateInfo> {
         let (_, limiter) = self.by_name.get(client)?;
-        let clock = limiter.clock();
         Some(match limiter.check() {
             Ok(snapshot) => {
                 let quota = snapshot.quota();
@@ -93,7 +100,7 @@ impl ClientLimits {
             Err(not_until) => {
                 let quota = not_until.quota();
                 let burst = quota.burst_size().get();
-                let wait = not_until.wait_time_from(clock.now());
+                let wait = not_until.wait_time_from(limiter.clock().now());
                 RateInfo {
                     limit: burst,
                     remaining: 0,
@@ -105,33 +112,67 @@ impl ClientLimits {
     }
 }
 
+/// What the provider guard says to a caller; see [`ProviderGuard::try_take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// A slot was taken: make the call.
+    Taken,
+    /// No slot is free; the next one is this far off, within the caller's wait.
+    WaitFor(Duration),
+    /// No slot is free within the caller's wait; the next one is this far off.
+    Refused(Duration),
+}
+
 /// The guard in front of one vendor account.
 pub struct ProviderGuard {
     limiter: PlainDirect,
 }
 
 impl ProviderGuard {
-    /// A guard allowing `per_second` calls per second (and as many at once).
-    pub fn new(per_second: NonZeroU32) -> Self {
+    /// A guard allowing `per_second` calls per second (and as many at once),
+    /// refilling by `clock`.
+    pub fn new(per_second: NonZeroU32, clock: Clock) -> Self {
         Self {
-            limiter: RateLimiter::direct(Quota::per_second(per_second)),
+            limiter: RateLimiter::direct_with_clock(Quota::per_second(per_second), clock),
+        }
+    }
+
+    /// Takes a slot if one is free now, for a caller that has waited `waited`
+    /// of its `max_wait` already; otherwise says how long until the next one,
+    /// and whether that is still worth waiting for. Never waits itself.
+    pub fn try_take(&self, waited: Duration, max_wait: Duration) -> Slot {
+        match self.limiter.check() {
+            Ok(()) => Slot::Taken,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.limiter.clock().now());
+                if waited.saturating_add(wait) > max_wait {
+                    Slot::Refused(wait)
+                } else {
+                    Slot::WaitFor(wait)
+                }
+            }
         }
     }
 
     /// Waits for a slot, at most `max_wait`. When the wait would be longer it
     /// fails at once with the time until the next slot, instead of holding the
-    /// caller for nothing.
+    /// caller for nothing. The waits are computed on the guard's clock and
+    /// slept on tokio's timer.
     pub async fn acquire(&self, max_wait: Duration) -> Result<(), Duration> {
-        let started = Instant::now();
+        let clock = self.limiter.clock();
+        let started = clock.now();
+        let mut slept = Duration::ZERO;
         loop {
-            match self.limiter.check() {
-                Ok(()) => return Ok(()),
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(self.limiter.clock().now());
-                    if started.elapsed() + wait > max_wait {
-                        return Err(wait);
-                    }
+            // Time waited so far, by the clock or by the sleeps, whichever says
+            // more: a clock that does not follow tokio's timer (a test's, moved
+            // by hand) still cannot keep a caller past `max_wait`.
+            let waited = clock.now().saturating_duration_since(started).max(slept);
+            match self.try_take(waited, max_wait) {
+                Slot::Taken => return Ok(()),
+                Slot::Refused(wait) => return Err(wait),
+                Slot::WaitFor(wait) => {
                     tokio::time::sleep(wait).await;
+                    slept = slept.saturating_add(wait);
                 }
             }
         }
@@ -143,7 +184,10 @@ pub struct AuthFailures {
     /// Swapped whole by [`AuthFailures::forgive_all`] (governor has no clear).
     limiter: arc_swap::ArcSwap<Keyed<IpAddr>>,
     quota: Quota,
-    /// IPs over their allowance, until when; bounded and self-expiring.
+    clock: Clock,
+    /// IPs over their allowance, until when (by `clock`). moka's own expiry
+    /// (in real time) only bounds memory; whether an IP is still blocked is
+    /// decided by `until`.
     blocked: moka::sync::Cache<IpAddr, Instant>,
 }
 
@@ -151,11 +195,16 @@ impl AuthFailures {
     /// Most IPs tracked as blocked at once; beyond it the oldest are forgotten.
     const MAX_BLOCKED: u64 = 100_000;
 
-    /// A guard allowing `rate` failures per IP.
-    pub fn new(rate: &Rate) -> Self {
+    /// A guard allowing `rate` failures per IP, counted on `clock`.
+    pub fn new(rate: &Rate, clock: Clock) -> Self {
+        let quota = quota(rate);
         Self {
-            limiter: arc_swap::ArcSwap::from_pointee(RateLimiter::keyed(quota(rate))),
-            quota: quota(rate),
+            limiter: arc_swap::ArcSwap::from_pointee(RateLimiter::dashmap_with_clock(
+                quota,
+                clock.clone(),
+            )),
+            quota,
+            clock,
             blocked: moka::sync::Cache::builder()
                 .max_capacity(Self::MAX_BLOCKED)
                 .time_to_live(rate.period)
@@ -168,7 +217,7 @@ impl AuthFailures {
     pub fn blocked(&self, ip: IpAddr) -> Option<Duration> {
         let until = self.blocked.get(&ip)?;
         until
-            .checked_duration_since(Instant::now())
+            .checked_duration_since(self.clock.now())
             .filter(|d| !d.is_zero())
     }
 
@@ -176,8 +225,8 @@ impl AuthFailures {
     pub fn record_failure(&self, ip: IpAddr) {
         let limiter = self.limiter.load();
         if let Err(not_until) = limiter.check_key(&ip) {
-            let wait = not_until.wait_time_from(limiter.clock().now());
-            if let Some(until) = Instant::now().checked_add(wait) {
+            let now = self.clock.now();
+            if let Some(until) = now.checked_add(not_until.wait_time_from(now)) {
                 self.blocked.insert(ip, until);
             }
         }
@@ -187,7 +236,10 @@ impl AuthFailures {
     /// (a client added back, a typo fixed), and its callers must not keep paying
     /// for the old config's refusals.
     pub fn forgive_all(&self) {
-        self.limiter.store(Arc::new(RateLimiter::keyed(self.quota)));
+        self.limiter.store(Arc::new(RateLimiter::dashmap_with_clock(
+            self.quota,
+            self.clock.clone(),
+        )));
         self.blocked.invalidate_all();
     }
 
@@ -209,6 +261,7 @@ impl AuthFailures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
 
     fn rate(count: u32, secs: u64, burst: u32) -> Rate {
         Rate {
@@ -218,52 +271,208 @@ mod tests {
         }
     }
 
-    #[test]
-    fn client_headers_count_down_then_refuse_with_a_real_wait() {
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn client(name: &str, rate: Rate) -> Arc<ClientConfig> {
+        Arc::new(ClientConfig {
+            name: name.into(),
+            key_sha256: [0; 32],
+            bots: crate::config::BotScope::All,
+            rate,
+        })
+    }
+
+    fn info(limit: u32, remaining: u32, reset: Duration, retry: Option<Duration>) -> RateInfo {
+        RateInfo {
+            limit,
+            remaining,
+            reset,
+            retry_after: retry,
+        }
+    }
+
+    /// 60 a minute with a burst of 3: one cell a second.
+    fn one_per_second() -> (ClientLimits, ManualClock) {
+        let manual = ManualClock::new();
         let limits = ClientLimits::new(
-            &[Arc::new(ClientConfig {
-                name: "c".into(),
-                key_sha256: [0; 32],
-                bots: crate::config::BotScope::All,
-                rate: rate(60, 60, 3),
-            })],
+            &[client("c", rate(60, 60, 3))],
             None,
+            &manual.clone().into(),
         );
-        let infos: Vec<RateInfo> = (0..4).map(|_| limits.check("c").unwrap()).collect();
+        (limits, manual)
+    }
+
+    #[test]
+    fn a_client_burst_counts_down_then_refuses_with_the_exact_wait() {
+        let (limits, _) = one_per_second();
+        let seen: Vec<RateInfo> = (0..4).map(|_| limits.check("c").unwrap()).collect();
         assert_eq!(
-            infos.iter().map(|i| i.remaining).collect::<Vec<_>>(),
-            [2, 1, 0, 0]
-        );
-        assert!(infos.iter().all(|i| i.limit == 3));
-        assert!(infos[..3].iter().all(|i| i.retry_after.is_none()));
-        let wait = infos[3].retry_after.unwrap();
-        assert!(
-            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
-            "{wait:?}"
-        );
-        assert!(
-            infos[2].reset > Duration::from_millis(2900),
-            "{:?}",
-            infos[2].reset
+            seen,
+            [
+                info(3, 2, secs(1), None),
+                info(3, 1, secs(2), None),
+                info(3, 0, secs(3), None),
+                // The next cell in 1 s, then 2 more to be full.
+                info(3, 0, secs(3), Some(secs(1))),
+            ]
         );
         assert!(limits.check("nobody").is_none());
     }
 
     #[test]
-    fn failed_auth_blocks_an_ip_after_its_burst_and_pruning_forgets_it() {
-        let guard = AuthFailures::new(&rate(600, 60, 2));
+    fn a_refused_client_is_told_the_rest_of_the_wait_and_refills_a_cell_a_second() {
+        let (limits, clock) = one_per_second();
+        for _ in 0..3 {
+            limits.check("c").unwrap();
+        }
+        clock.advance(ms(400));
+        assert_eq!(
+            limits.check("c").unwrap(),
+            info(3, 0, ms(2600), Some(ms(600))),
+            "a refusal costs nothing and the wait shrinks with time"
+        );
+        clock.advance(ms(600));
+        assert_eq!(
+            limits.check("c").unwrap(),
+            info(3, 0, secs(3), None),
+            "one cell refilled, and taken"
+        );
+        assert_eq!(limits.check("c").unwrap().retry_after, Some(secs(1)));
+        // Three seconds after that, the bucket is full again.
+        clock.advance(secs(3));
+        assert_eq!(limits.check("c").unwrap(), info(3, 2, secs(1), None));
+    }
+
+    #[test]
+    fn a_reload_keeps_the_bucket_of_a_client_whose_rate_did_not_change() {
+        let (limits, clock) = one_per_second();
+        for _ in 0..3 {
+            limits.check("c").unwrap();
+        }
+        let clients = [client("c", rate(60, 60, 3)), client("d", rate(60, 60, 3))];
+        let reloaded = ClientLimits::new(&clients, Some(&limits), &clock.clone().into());
+        assert_eq!(reloaded.check("c").unwrap().retry_after, Some(secs(1)));
+        assert_eq!(reloaded.check("d").unwrap().remaining, 2);
+        let changed = [client("c", rate(60, 60, 4))];
+        let reloaded = ClientLimits::new(&changed, Some(&limits), &clock.into());
+        assert_eq!(reloaded.check("c").unwrap(), info(4, 3, secs(1), None));
+    }
+
+    #[test]
+    fn the_provider_guard_passes_its_rate_at_once_then_computes_each_wait() {
+        let manual = ManualClock::new();
+        let guard = ProviderGuard::new(NonZeroU32::new(4).unwrap(), manual.clone().into());
+        let max_wait = secs(1);
+        for _ in 0..4 {
+            assert_eq!(guard.try_take(Duration::ZERO, max_wait), Slot::Taken);
+        }
+        // Four a second: the next slot is 250 ms away.
+        assert_eq!(
+            guard.try_take(Duration::ZERO, max_wait),
+            Slot::WaitFor(ms(250))
+        );
+        manual.advance(ms(100));
+        assert_eq!(guard.try_take(ms(100), max_wait), Slot::WaitFor(ms(150)));
+        // A caller that has waited so long that the next slot falls past its
+        // `max_wait` is refused with the time until that slot.
+        assert_eq!(guard.try_take(ms(900), max_wait), Slot::Refused(ms(150)));
+        assert_eq!(guard.try_take(ms(850), max_wait), Slot::WaitFor(ms(150)));
+        manual.advance(ms(150));
+        assert_eq!(guard.try_take(ms(250), max_wait), Slot::Taken);
+        assert_eq!(guard.try_take(ms(250), max_wait), Slot::WaitFor(ms(250)));
+    }
+
+    #[actix_rt::test]
+    async fn the_provider_guard_refuses_at_once_what_it_cannot_fit_in_max_wait() {
+        let manual = ManualClock::new();
+        let guard = ProviderGuard::new(NonZeroU32::MIN, manual.clone().into());
+        assert_eq!(guard.acquire(Duration::ZERO).await, Ok(()));
+        // One a second: the next slot is a second away, past a 999 ms wait.
+        assert_eq!(guard.acquire(ms(999)).await, Err(secs(1)));
+        manual.advance(ms(600));
+        assert_eq!(guard.acquire(ms(399)).await, Err(ms(400)));
+        manual.advance(ms(400));
+        assert_eq!(guard.acquire(Duration::ZERO).await, Ok(()));
+    }
+
+    #[actix_rt::test]
+    async fn the_provider_guard_never_waits_past_max_wait_even_on_a_stopped_clock() {
+        // tokio's timer is paused (it jumps ahead when idle), and the manual
+        // clock does not move at all: the sleeps alone must end the wait.
+        tokio::time::pause();
+        let guard = ProviderGuard::new(NonZeroU32::new(10).unwrap(), ManualClock::new().into());
+        for _ in 0..10 {
+            assert_eq!(guard.acquire(Duration::ZERO).await, Ok(()));
+        }
+        // Three waits of 100 ms fit in 350 ms, a fourth does not: the refusal
+        // comes after 300 ms of (paused) timer time — not before, and not a
+        // fourth wait later (tokio rounds each sleep up to its next 1 ms tick).
+        let early = tokio::time::timeout(ms(299), guard.acquire(ms(350))).await;
+        assert!(early.is_err(), "still waiting at 299 ms: {early:?}");
+        let refused = tokio::time::timeout(ms(310), guard.acquire(ms(350))).await;
+        assert_eq!(refused, Ok(Err(ms(100))));
+    }
+
+    #[test]
+    fn failed_auth_blocks_an_ip_after_its_burst_until_the_next_cell() {
+        // Ten a second, a burst of two: a cell every 100 ms.
+        let manual = ManualClock::new();
+        let guard = AuthFailures::new(&rate(600, 60, 2), manual.clone().into());
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
         guard.record_failure(ip);
         guard.record_failure(ip);
+        assert_eq!(guard.blocked(ip), None, "the burst is allowed");
+        guard.record_failure(ip);
+        assert_eq!(guard.blocked(ip), Some(ms(100)));
+        assert_eq!(guard.blocked("10.1.2.4".parse().unwrap()), None);
+        manual.advance(ms(60));
+        assert_eq!(guard.blocked(ip), Some(ms(40)));
+        manual.advance(ms(40));
+        assert_eq!(guard.blocked(ip), None, "the block has expired");
+        // The bucket has one cell again: one more failure is allowed, the next
+        // one blocks again.
+        guard.record_failure(ip);
         assert_eq!(guard.blocked(ip), None);
         guard.record_failure(ip);
-        assert!(guard.blocked(ip).is_some());
-        assert!(guard.blocked("10.1.2.4".parse().unwrap()).is_none());
+        assert_eq!(guard.blocked(ip), Some(ms(100)));
+    }
+
+    #[test]
+    fn pruning_forgets_an_ip_once_its_bucket_is_full_again() {
+        let manual = ManualClock::new();
+        let guard = AuthFailures::new(&rate(600, 60, 2), manual.clone().into());
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        for _ in 0..3 {
+            guard.record_failure(ip);
+        }
         assert_eq!(guard.tracked(), 1);
-        // Two cells of 100 ms were used; governor keeps a key until its state is a
-        // full cell older than "fresh".
-        std::thread::sleep(Duration::from_millis(450));
+        // Two cells of 100 ms were used: the bucket is full 200 ms on, and
+        // governor keeps a key until its state is a full cell older than that.
+        manual.advance(ms(299));
+        guard.prune();
+        assert_eq!(guard.tracked(), 1, "not yet indistinguishable from new");
+        manual.advance(ms(1));
         guard.prune();
         assert_eq!(guard.tracked(), 0, "a refilled bucket is dropped");
+    }
+
+    #[test]
+    fn forgiving_clears_blocks_and_buckets() {
+        let manual = ManualClock::new();
+        let guard = AuthFailures::new(&rate(60, 60, 1), manual.into());
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        guard.record_failure(ip);
+        guard.record_failure(ip);
+        assert_eq!(guard.blocked(ip), Some(secs(1)));
+        guard.forgive_all();
+        assert_eq!(guard.blocked(ip), None);
+        guard.record_failure(ip);
+        assert_eq!(guard.blocked(ip), None, "a fresh burst");
     }
 }

@@ -15,18 +15,18 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use awc::error::SendRequestError;
 use awc::http::header;
 use awc::http::Method as HttpMethod;
 use bytes::BytesMut;
 use chatgate_providers::{Method, UpstreamRequest, UpstreamResponse};
-use chrono::Utc;
 use futures_util::StreamExt;
 use secrecy::ExposeSecret;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::clock::Clock;
 use crate::config::ProviderConfig;
 
 /// A vendor call that failed before the vendor's answer could be read whole.
@@ -94,15 +94,19 @@ pub struct Upstream {
     tls: Arc<rustls::ClientConfig>,
     clients: RefCell<HashMap<(String, Duration), awc::Client>>,
     budget: BodyBudget,
+    /// Times each call and dates each answer (`received_at`).
+    clock: Clock,
 }
 
 impl Upstream {
-    /// A client set sharing one TLS configuration and the process's body budget.
-    pub fn new(tls: Arc<rustls::ClientConfig>, budget: BodyBudget) -> Self {
+    /// A client set sharing one TLS configuration and the process's body budget,
+    /// timing calls on `clock`.
+    pub fn new(tls: Arc<rustls::ClientConfig>, budget: BodyBudget, clock: Clock) -> Self {
         Self {
             tls,
             clients: RefCell::new(HashMap::new()),
             budget,
+            clock,
         }
     }
 
@@ -138,7 +142,7 @@ impl Upstream {
         request: &UpstreamRequest,
         request_id: &str,
     ) -> Result<(UpstreamResponse, Duration, BodyPermit), TransportError> {
-        let started = Instant::now();
+        let started = self.clock.now();
         let url = format!("{}{}", provider.base_url, request.path);
         let method = match request.method {
             Method::Get => HttpMethod::GET,
@@ -211,13 +215,16 @@ impl Upstream {
                     status: response.status().as_u16(),
                     retry_after,
                     body,
-                    received_at: Utc::now(),
+                    received_at: self.clock.utc(),
                 },
                 permit,
             ))
         };
         match tokio::time::timeout(provider.timeout, call).await {
-            Ok(result) => result.map(|(r, permit)| (r, started.elapsed(), permit)),
+            Ok(result) => {
+                let latency = self.clock.now().saturating_duration_since(started);
+                result.map(|(r, permit)| (r, latency, permit))
+            }
             Err(_) => Err(TransportError::Timeout(provider.timeout)),
         }
     }

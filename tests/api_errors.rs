@@ -269,15 +269,19 @@ async fn a_slow_vendor_times_out_with_504() {
         )
     })
     .await;
+    // The vendor would answer after a minute, past the test client's own 30 s
+    // timeout: an answer at all is the gateway's, after its 300 ms timeout.
     h.state()
-        .add_fault(fault(Vendor::Chatbase, FaultKind::Delay { ms: 2000 }));
-    let started = std::time::Instant::now();
+        .add_fault(fault(Vendor::Chatbase, FaultKind::Delay { ms: 60_000 }));
     let body = h
         .get(&format!("{LIST}?chatbotId=support"))
         .await
         .expect_error(504, "upstream_timeout");
     assert_eq!(body["provider"], "chatbase");
-    assert!(started.elapsed() < std::time::Duration::from_millis(1500));
+    assert!(
+        body["message"].as_str().unwrap().contains("300ms"),
+        "the provider's timeout ended it: {body}"
+    );
     h.state().clear_faults();
     h.state().add_fault(fault(
         Vendor::Chatbase,

@@ -10,9 +10,10 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use awc::http::Method;
+use chatgate::clock::ManualClock;
 use chatgate::demo::{DEMO_KEY, SCOPED_KEY};
 use chatgate_emulator::{self as emulator, FaultKind, Vendor};
 use common::{chatbase_at, fault, status, tune_provider, with_cache, x_cache, Harness, Resp};
@@ -169,9 +170,10 @@ async fn no_cache_skips_the_read_but_still_stores() {
 #[actix_rt::test]
 async fn fifty_concurrent_identical_misses_make_one_vendor_call() {
     let h = Harness::start().await;
-    // The vendor is slow, so every request arrives while the first is in flight.
+    // The vendor is slow (seconds, where sending the requests takes
+    // milliseconds), so every request arrives while the first is in flight.
     h.state()
-        .add_fault(fault(Vendor::Chatbase, FaultKind::Delay { ms: 500 }));
+        .add_fault(fault(Vendor::Chatbase, FaultKind::Delay { ms: 3000 }));
     let q = format!("{LIST}?chatbotId=support&size=5&page=3");
     let responses = join_all((0..50).map(|_| h.get(&q))).await;
     assert_eq!(h.calls(Vendor::Chatbase), 1, "coalesced into one call");
@@ -228,8 +230,8 @@ fn slow_failing_vendor(delay: Duration) -> (u16, Arc<AtomicUsize>) {
 #[actix_rt::test]
 async fn concurrent_misses_while_the_vendor_fails_share_one_call_and_one_error() {
     // The emulator cannot delay an error status (one fault per request), so a raw
-    // vendor answers 500 after 400 ms.
-    let (port, vendor_calls) = slow_failing_vendor(Duration::from_millis(400));
+    // vendor answers 500 after 3 s: every request arrives while it is in flight.
+    let (port, vendor_calls) = slow_failing_vendor(Duration::from_secs(3));
     let h = Harness::start_with(|t| {
         let t = tune_provider(t, "chatbase", ONE_CALL_EACH);
         chatbase_at(t, port)
@@ -259,12 +261,17 @@ async fn concurrent_misses_while_the_vendor_fails_share_one_call_and_one_error()
 
 #[actix_rt::test]
 async fn concurrent_misses_that_time_out_share_one_call_and_cache_nothing() {
+    // A 3 s timeout, so every request arrives while the one call is in flight.
     let h = Harness::start_with(|t| {
-        tune_provider(t, "chatbase", &format!("{ONE_CALL_EACH}\ntimeout_ms = 300"))
+        tune_provider(
+            t,
+            "chatbase",
+            &format!("{ONE_CALL_EACH}\ntimeout_ms = 3000"),
+        )
     })
     .await;
     h.state()
-        .add_fault(fault(Vendor::Chatbase, FaultKind::Delay { ms: 1000 }));
+        .add_fault(fault(Vendor::Chatbase, FaultKind::Delay { ms: 60_000 }));
     let q = format!("{LIST}?chatbotId=support&page=2");
     let responses = join_all((0..20).map(|_| h.get(&q))).await;
     assert_eq!(h.calls(Vendor::Chatbase), 1, "coalesced into one call");
@@ -283,13 +290,16 @@ async fn concurrent_misses_that_time_out_share_one_call_and_cache_nothing() {
 
 #[actix_rt::test]
 async fn a_failing_vendor_is_covered_by_a_stale_answer_within_the_window() {
-    let h = Harness::start_with(|t| {
+    // The cache's lifetimes run on a manual clock: the test moves it past the
+    // ttl and the stale window instead of sleeping, so however slow the machine,
+    // every check happens exactly where it is meant to.
+    let clock = ManualClock::new();
+    let h = Harness::start_with_clock(&clock, |t| {
         let t = tune_provider(t, "chatbase", &format!("{ONE_CALL_EACH}\ntimeout_ms = 300"));
-        with_cache(t, "ttl_secs = 1\nstale_if_error_secs = 2")
+        with_cache(t, "ttl_secs = 60\nstale_if_error_secs = 120")
     })
     .await;
     let q = format!("{LIST}?chatbotId=support&size=4");
-    let warmed_at = Instant::now();
     let warm = h.get(&q).await;
     warm.ok();
     assert_eq!(x_cache(&warm), "MISS");
@@ -301,8 +311,8 @@ async fn a_failing_vendor_is_covered_by_a_stale_answer_within_the_window() {
     assert_eq!(x_cache(&h.get(&other).await), "MISS");
     assert_eq!(h.calls(Vendor::Chatbase), 2);
 
-    actix_rt::time::sleep(Duration::from_millis(1200)).await;
-    // Past the ttl a healthy vendor is asked again (and the answer stored anew).
+    clock.advance(Duration::from_secs(60));
+    // At the ttl a healthy vendor is asked again (and the answer stored anew).
     assert_eq!(
         x_cache(&h.get(&other).await),
         "MISS",
@@ -353,18 +363,18 @@ async fn a_failing_vendor_is_covered_by_a_stale_answer_within_the_window() {
             "{name}: the vendor was asked first"
         );
     }
-    assert!(
-        warmed_at.elapsed() < Duration::from_secs(3),
-        "the checks above ran inside the stale window ({:?}); the test machine is too slow",
-        warmed_at.elapsed()
-    );
-
-    // Past ttl + stale_if_error the entry is gone: the failure is the answer.
+    // To the last moment of the stale window the entry still stands in.
     h.state().clear_faults();
     h.state()
         .add_fault(fault(Vendor::Chatbase, status(500, None)));
-    let window_end = Duration::from_millis(3300);
-    actix_rt::time::sleep(window_end.saturating_sub(warmed_at.elapsed())).await;
+    clock.advance(Duration::from_secs(120) - Duration::from_millis(1));
+    let r = h.get(&q).await;
+    assert_eq!(x_cache(&r), "STALE", "{}", String::from_utf8_lossy(&r.body));
+
+    // At ttl + stale_if_error the entry is gone: the failure is the answer.
+    // (The 429 above paused the vendor for 1 s of real time; the gateway may
+    // wait that out before this call.)
+    clock.advance(Duration::from_millis(1));
     let body = h.get(&q).await.expect_error(502, "upstream_error");
     assert_eq!(body["upstream_status"], 500);
     h.state().clear_faults();

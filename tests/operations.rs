@@ -8,7 +8,7 @@ mod process;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use process::{bearer, emulator, free_port, http, try_http, wait_ready, Proc, BIN};
@@ -73,7 +73,7 @@ impl Gateway {
         self.proc.signal("TERM");
         let started = Instant::now();
         while self.proc.0.try_wait().unwrap().is_none() {
-            assert!(started.elapsed() < Duration::from_secs(10), "did not exit");
+            assert!(started.elapsed() < Duration::from_secs(30), "did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -112,6 +112,18 @@ fn write_atomically(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Polls `cond` until it holds; after 30 s the test is hung and fails.
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn metric(port: u16, sample: &str) -> Option<f64> {
     let (_, text) = http(port, "GET", "/metrics", &[], None);
     text.lines()
@@ -125,10 +137,11 @@ fn sighup_moves_a_bot_to_another_vendor_without_failing_a_request() {
     let gw = gateway(emu_port, &[]);
     let port = gw.port;
     let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let caller = {
         let stop = stop.clone();
+        let seen = seen.clone();
         std::thread::spawn(move || {
-            let mut seen = Vec::new();
             let mut page = 1;
             while !stop.load(Ordering::Relaxed) {
                 // A new page each time, so every answer comes from a vendor.
@@ -136,26 +149,23 @@ fn sighup_moves_a_bot_to_another_vendor_without_failing_a_request() {
                     format!("/api/v1/get-conversations?chatbotId=support&size=1&page={page}");
                 let reply = try_http(port, "GET", &path, &bearer(CLIENT_KEY), None).unwrap();
                 assert_eq!(reply.status, 200, "{}", reply.body);
-                seen.push(reply.header("x-provider").unwrap().to_owned());
+                let provider = reply.header("x-provider").unwrap().to_owned();
+                seen.lock().unwrap().push(provider);
                 page = page % 80 + 1;
             }
-            seen
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    let answered_by = |vendor: &str| seen.lock().unwrap().iter().any(|p| p == vendor);
+    wait_for("an answer before the reload", || answered_by("chatbase"));
     write_atomically(&gw.path, &config(emu_port, port, "chatling", "5551234001"));
     gw.proc.signal("HUP");
-    let started = Instant::now();
-    while metric(port, "chatgate_config_reloads_total{result=\"ok\"}") != Some(1.0) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "reload never happened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for("the reload", || {
+        metric(port, "chatgate_config_reloads_total{result=\"ok\"}") == Some(1.0)
+    });
+    wait_for("an answer from the new vendor", || answered_by("chatling"));
     stop.store(true, Ordering::Relaxed);
-    let seen = caller.join().unwrap();
+    caller.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
     let switch = seen
         .iter()
         .position(|p| p == "chatling")
@@ -188,18 +198,12 @@ fn an_invalid_config_on_sighup_is_rejected_and_the_old_one_keeps_serving() {
         &config(emu_port, gw.port, "no-such-provider", "x"),
     );
     gw.proc.signal("HUP");
-    let started = Instant::now();
-    while metric(
-        gw.port,
-        "chatgate_config_reloads_total{result=\"rejected\"}",
-    ) != Some(1.0)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "reload never attempted"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("the reload attempt", || {
+        metric(
+            gw.port,
+            "chatgate_config_reloads_total{result=\"rejected\"}",
+        ) == Some(1.0)
+    });
     assert_eq!(
         metric(gw.port, "chatgate_config_last_reload_timestamp_seconds"),
         Some(before)
@@ -247,7 +251,13 @@ fn sigterm_lets_in_flight_requests_finish_then_exits() {
             None,
         )
     });
-    std::thread::sleep(Duration::from_millis(400));
+    // SIGTERM once the request is in flight: the vendor has its call (and
+    // answers it 1.5 s later).
+    wait_for("the vendor call", || {
+        let (_, requests) = http(emu_port, "GET", "/_emulator/requests", &[], None);
+        let requests: serde_json::Value = serde_json::from_str(&requests).unwrap();
+        requests["counts"]["chatbase"].as_u64() >= Some(1)
+    });
     gw.proc.signal("TERM");
     let reply = in_flight.join().unwrap().unwrap();
     assert_eq!(
@@ -260,7 +270,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits() {
         if let Some(status) = gw.proc.0.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "did not exit");
+        assert!(started.elapsed() < Duration::from_secs(30), "did not exit");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");

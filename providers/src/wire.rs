@@ -299,7 +299,8 @@ mod tests {
         // the whole key and found nothing.
         for (pad, expected) in [(290, "[redacted]"), (295, "…")] {
             let body = format!(r#"{{"message": "{}{key}"}}"#, "m".repeat(pad));
-            let e = error_from_status(401, None, body.as_bytes(), Utc::now(), |_| None);
+            let now = Utc.with_ymd_and_hms(2024, 6, 14, 15, 45, 34).unwrap();
+            let e = error_from_status(401, None, body.as_bytes(), now, |_| None);
             let ProviderError::Unauthorized { message, .. } = e.clone().sanitize(key) else {
                 panic!("{e:?}");
             };

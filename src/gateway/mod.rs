@@ -35,6 +35,7 @@ use tracing::Instrument;
 
 use crate::cache::{BackendId, CacheStatus, Listed, Stored};
 use crate::circuit::CircuitBreaker;
+use crate::clock::Clock;
 use crate::config::{Backend, BotConfig, Config, ProviderConfig};
 use crate::error::{GatewayError, UpstreamFailure};
 use crate::limits::ProviderGuard;
@@ -68,10 +69,10 @@ pub struct ProviderRuntime {
 }
 
 impl ProviderRuntime {
-    fn new(config: Arc<ProviderConfig>) -> Self {
+    fn new(config: Arc<ProviderConfig>, clock: &Clock) -> Self {
         Self {
             adapter: adapter(config.kind, &config.adapter),
-            guard: ProviderGuard::new(config.max_requests_per_second),
+            guard: ProviderGuard::new(config.max_requests_per_second, clock.clone()),
             breaker: CircuitBreaker::new(config.circuit_failure_threshold, config.circuit_cooldown),
             paused_until: Mutex::new(None),
             vendor_page_size: AtomicU32::new(0),
@@ -292,13 +293,15 @@ struct OneBody<'a> {
 }
 
 impl Gateway {
-    /// Builds the runtime for a validated config. With `previous` (a reload),
-    /// providers whose settings did not change keep their live state.
+    /// Builds the runtime for a validated config; the quota guards count on
+    /// `clock`. With `previous` (a reload), providers whose settings did not
+    /// change keep their live state.
     pub fn new(
         config: Config,
         metrics: Arc<Metrics>,
         chunks: Arc<ChunkCache>,
         previous: Option<&Gateway>,
+        clock: &Clock,
     ) -> Self {
         let providers = config
             .providers
@@ -311,7 +314,8 @@ impl Gateway {
                 if let Some(rt) = &kept {
                     rt.recap_pause(Instant::now());
                 }
-                let runtime = kept.unwrap_or_else(|| Arc::new(ProviderRuntime::new(pc.clone())));
+                let runtime =
+                    kept.unwrap_or_else(|| Arc::new(ProviderRuntime::new(pc.clone(), clock)));
                 runtime.report_circuit(&metrics);
                 (name.clone(), runtime)
             })

@@ -17,6 +17,7 @@ use actix_web::{middleware, web, App};
 use arc_swap::ArcSwap;
 
 use crate::cache::{split_cache_budget, ResponseCache};
+use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
 use crate::gateway::Gateway;
 use crate::limits::{AuthFailures, ClientLimits};
@@ -58,12 +59,19 @@ pub struct AppState {
     pub metrics_on_main: bool,
     /// Where the config was read from, for reloads (`None` for inline configs).
     config_path: Option<PathBuf>,
+    /// The time every limiter, cache entry, log line and vendor call reads.
+    clock: Clock,
 }
 
 impl AppState {
     /// The weight of both caches together (bounded by `cache.max_bytes`).
     pub async fn cache_weight(&self) -> u64 {
         self.cache.weighted_size().await + self.chunks.weighted_size().await
+    }
+
+    /// The clock the server runs on.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The runtime to serve one request with.
@@ -99,27 +107,22 @@ impl AppState {
         if old.server != config.server || old.cache != config.cache {
             tracing::warn!("[server] and [cache] changes take effect only after a restart");
         }
-        let client_limits = ClientLimits::new(&config.clients, Some(&current.client_limits));
+        let client_limits =
+            ClientLimits::new(&config.clients, Some(&current.client_limits), &self.clock);
         let gateway = Gateway::new(
             config,
             self.metrics.clone(),
             self.chunks.clone(),
             Some(&current.gateway),
+            &self.clock,
         );
         self.runtime.store(Arc::new(Runtime {
             gateway,
             client_limits,
         }));
         self.auth_failures.forgive_all();
-        self.metrics.config_loaded(unix_now());
+        self.metrics.config_loaded(self.clock.unix_secs_f64());
     }
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
 }
 
 /// A started gateway.
@@ -165,31 +168,47 @@ impl RunningServer {
     }
 }
 
-/// Binds the configured address and starts serving on the current actix system.
-/// `signals`: whether SIGINT/SIGTERM stop it gracefully and SIGHUP reloads the
-/// config (the CLI), or not (tests that run several servers in one process).
+/// Binds the configured address and starts serving on the current actix system,
+/// on the system's clock. `signals`: whether SIGINT/SIGTERM stop it gracefully
+/// and SIGHUP reloads the config (the CLI), or not (tests that run several
+/// servers in one process).
 pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
+    start_with_clock(config, signals, Clock::system()).await
+}
+
+/// [`start`] on a given clock: tests pass a
+/// [`ManualClock`](crate::clock::ManualClock) to move the time the limiters,
+/// the cache and the log read, instead of sleeping.
+pub async fn start_with_clock(
+    config: Config,
+    signals: bool,
+    clock: Clock,
+) -> io::Result<RunningServer> {
     let bind = config.server.bind;
     let workers = config.server.workers;
     let metrics_bind = config.server.metrics_bind;
     let metrics = Arc::new(Metrics::new());
-    let auth_failures = Arc::new(AuthFailures::new(&config.server.auth_failures));
+    let auth_failures = Arc::new(AuthFailures::new(
+        &config.server.auth_failures,
+        clock.clone(),
+    ));
     let config_path = config.path.is_file().then(|| config.path.clone());
     let (response_bytes, chunk_bytes) = split_cache_budget(config.cache.max_bytes);
-    let chunks = Arc::new(ChunkCache::new(&config.cache, chunk_bytes));
+    let chunks = Arc::new(ChunkCache::new(&config.cache, chunk_bytes, clock.clone()));
     let state = web::Data::new(AppState {
-        cache: ResponseCache::new(&config.cache, response_bytes),
+        cache: ResponseCache::new(&config.cache, response_bytes, clock.clone()),
         chunks: chunks.clone(),
         auth_failures: auth_failures.clone(),
         metrics: metrics.clone(),
         metrics_on_main: metrics_bind.is_none(),
         config_path,
         runtime: ArcSwap::from_pointee(Runtime {
-            client_limits: ClientLimits::new(&config.clients, None),
-            gateway: Gateway::new(config, metrics.clone(), chunks, None),
+            client_limits: ClientLimits::new(&config.clients, None, &clock),
+            gateway: Gateway::new(config, metrics.clone(), chunks, None, &clock),
         }),
+        clock: clock.clone(),
     });
-    metrics.config_loaded(unix_now());
+    metrics.config_loaded(clock.unix_secs_f64());
 
     let tls = tls_config();
     let body_budget = BodyBudget::new(
@@ -210,12 +229,14 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
     }
     let listener = wire::bind(bind)?;
     let addr = listener.local_addr()?;
-    let server = wire::listen(server, listener, metrics.clone(), move || {
+    let app_clock = clock.clone();
+    let server = wire::listen(server, listener, metrics.clone(), &clock, move || {
         App::new()
             .app_data(app_state.clone())
             .app_data(web::Data::new(Upstream::new(
                 tls.clone(),
                 body_budget.clone(),
+                app_clock.clone(),
             )))
             .wrap(middleware::from_fn(request_log::middleware))
             .wrap(middleware::from_fn(wire::track))
@@ -235,7 +256,7 @@ pub async fn start(config: Config, signals: bool) -> io::Result<RunningServer> {
             .workers(1)
             .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
             .disable_signals();
-        let msrv = wire::listen(msrv, listener, metrics.clone(), move || {
+        let msrv = wire::listen(msrv, listener, metrics.clone(), &clock, move || {
             App::new()
                 .app_data(metrics_state.clone())
                 .wrap(middleware::from_fn(request_log::middleware))

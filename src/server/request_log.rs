@@ -5,8 +5,6 @@
 //! learned (client, bot, provider, vendor calls) in [`LogFields`]; the middleware
 //! writes the line after the response is built, whatever path answered.
 
-use std::time::Instant;
-
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -95,7 +93,12 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let started = Instant::now();
+    // Both apps this wraps carry the state: its metrics, and the clock the
+    // request is timed by.
+    let state = req
+        .app_data::<actix_web::web::Data<super::AppState>>()
+        .cloned();
+    let started = state.as_ref().map(|s| s.clock().now());
     let id = req
         .headers()
         .get(&X_REQUEST_ID)
@@ -120,13 +123,15 @@ pub async fn middleware(
         .get::<LogFields>()
         .cloned()
         .unwrap_or_default();
+    let total = state
+        .as_ref()
+        .zip(started)
+        .map(|(s, started)| s.clock().now().saturating_duration_since(started))
+        .unwrap_or_default();
     let status = res.status().as_u16();
     let route = route_name(res.request().match_pattern().as_deref());
-    if let Some(state) = res
-        .request()
-        .app_data::<actix_web::web::Data<super::AppState>>()
-    {
-        state.metrics.request(route, status, started.elapsed());
+    if let Some(state) = &state {
+        state.metrics.request(route, status, total);
     }
     let error = res.response().error().map(|e| e.to_string());
     tracing::info!(
@@ -140,7 +145,7 @@ pub async fn middleware(
         cache = fields.cache,
         upstream_calls = fields.upstream.calls(),
         upstream_ms = fields.upstream.latency().as_secs_f64() * 1000.0,
-        total_ms = started.elapsed().as_secs_f64() * 1000.0,
+        total_ms = total.as_secs_f64() * 1000.0,
         error = error.as_deref(),
         "request"
     );

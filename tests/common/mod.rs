@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use awc::http::{header, Method, StatusCode};
 use bytes::Bytes;
+use chatgate::clock::{Clock, ManualClock};
 use chatgate::config;
 use chatgate::demo::{self, DEMO_KEY};
 use chatgate::server::{self, RunningServer};
@@ -107,13 +108,44 @@ impl Harness {
         Self::start_raw(state, |toml| edit(unlimited(toml))).await
     }
 
+    /// Like [`start_with`], the gateway running on `clock`: its rate limits,
+    /// cache lifetimes, failed-login blocks and `received_at` move only when
+    /// the test advances it. (The vendor-call phases in `gateway.rs` — 429
+    /// pause, circuit breaker, deadline — still run on the system's time.)
+    pub async fn start_with_clock(
+        clock: &ManualClock,
+        edit: impl FnOnce(String) -> String,
+    ) -> Self {
+        let state = EmulatorState::new(emulator::DEFAULT_SEED);
+        Self::start_clocked(state, clock.clone().into(), |toml| edit(unlimited(toml))).await
+    }
+
+    /// [`start_as_demo`] (real client quotas) on `clock`.
+    pub async fn start_as_demo_with_clock(
+        clock: &ManualClock,
+        edit: impl FnOnce(String) -> String,
+    ) -> Self {
+        let state = EmulatorState::new(emulator::DEFAULT_SEED);
+        Self::start_clocked(state, clock.clone().into(), edit).await
+    }
+
     async fn start_raw(state: Arc<EmulatorState>, edit: impl FnOnce(String) -> String) -> Self {
+        Self::start_clocked(state, Clock::system(), edit).await
+    }
+
+    async fn start_clocked(
+        state: Arc<EmulatorState>,
+        clock: Clock,
+        edit: impl FnOnce(String) -> String,
+    ) -> Self {
         let emu = emulator::start(ANY_ADDR.parse().unwrap(), state, 1)
             .await
             .unwrap();
         let toml = edit(demo::config_toml(&emu, ANY_ADDR.parse().unwrap()));
         let config = config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}"));
-        let gateway = server::start(config, false).await.unwrap();
+        let gateway = server::start_with_clock(config, false, clock)
+            .await
+            .unwrap();
         let base = format!("http://{}", gateway.addr);
         Self {
             emu,

@@ -28,6 +28,7 @@ use tokio::time::Sleep;
 use super::tap::{self, Replaced, Step, Tap};
 use super::track::Ledger;
 use super::HEAD_TIMEOUT;
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 
 /// A socket whose answers are all chatgate's.
@@ -50,6 +51,9 @@ pub struct Conn {
     ended: bool,
     peer: Option<SocketAddr>,
     metrics: Arc<Metrics>,
+    /// Times the duration metric and dates the answers the connection writes
+    /// itself (its deadlines are tokio timers, which read no clock of ours).
+    clock: Clock,
     /// When the connection was accepted: a refused request is almost always a
     /// connection's first, so this dates it for the duration metric.
     since: Instant,
@@ -57,11 +61,11 @@ pub struct Conn {
 
 impl Conn {
     /// Wraps an accepted socket.
-    pub fn new(io: TcpStream, linger: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(io: TcpStream, linger: Duration, metrics: Arc<Metrics>, clock: Clock) -> Self {
         let peer = io.peer_addr().ok();
         Self {
             io,
-            tap: Tap::default(),
+            tap: Tap::new(clock.clone()),
             ledger: Rc::default(),
             out: Vec::new(),
             out_at: 0,
@@ -72,7 +76,8 @@ impl Conn {
             ended: false,
             peer,
             metrics,
-            since: Instant::now(),
+            since: clock.now(),
+            clock,
         }
     }
 
@@ -119,7 +124,7 @@ impl Conn {
     /// Answers 408 for a head that did not arrive in time, in place of anything
     /// the HTTP layer might still write, and ends reading.
     fn refuse_slow_head(&mut self) {
-        let (bytes, replaced) = tap::replacement(1, StatusCode::REQUEST_TIMEOUT, None);
+        let (bytes, replaced) = tap::replacement(1, StatusCode::REQUEST_TIMEOUT, None, &self.clock);
         self.report(replaced);
         self.tap.finish();
         self.out = bytes;
@@ -131,8 +136,8 @@ impl Conn {
 
     fn report(&mut self, replaced: Replaced) {
         let Replaced { failure, status } = replaced;
-        self.metrics
-            .request("other", status.as_u16(), self.since.elapsed());
+        let took = self.clock.now().saturating_duration_since(self.since);
+        self.metrics.request("other", status.as_u16(), took);
         tracing::info!(
             request_id = %failure.request_id,
             status = status.as_u16(),

@@ -40,6 +40,7 @@ use actix_web::dev::{AppConfig, Extensions, Service, ServiceFactory};
 pub use conn::Conn;
 pub use track::track;
 
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 
 /// Idle time allowed between requests on one connection (actix-web's default).
@@ -70,11 +71,13 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Serves the app `factory` builds (once per worker) on `listener`, through
-/// [`Conn`]. `metrics` counts the answers the tap replaces.
+/// [`Conn`]. `metrics` counts the answers the tap replaces; `clock` times and
+/// dates them.
 pub fn listen<F, I, S, B>(
     builder: ServerBuilder,
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    clock: &Clock,
     factory: F,
 ) -> io::Result<ServerBuilder>
 where
@@ -90,9 +93,11 @@ where
 {
     let addr = listener.local_addr()?;
     let shutdown = builder.graceful_shutdown_signal();
+    let clock = clock.clone();
     builder.listen(format!("chatgate-{addr}"), listener, move || {
         let shutdown = shutdown.clone();
         let metrics = metrics.clone();
+        let clock = clock.clone();
         let app = factory()
             .into_factory()
             .map_err(|err| err.into().error_response());
@@ -113,7 +118,7 @@ where
             // from its config (actix-web keeps the constructor private).
             .h1(map_config(app, |_| AppConfig::default()));
         fn_service(move |io: TcpStream| {
-            let conn = Conn::new(io, LINGER, metrics.clone());
+            let conn = Conn::new(io, LINGER, metrics.clone(), clock.clone());
             let peer = conn.peer();
             ready(Ok((conn, peer)))
         })

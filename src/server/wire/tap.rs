@@ -27,6 +27,7 @@ use actix_web::http::StatusCode;
 
 use super::super::error::{ApiError, Failure};
 use super::super::JSON;
+use crate::clock::Clock;
 
 /// The longest response head looked at. Ours are a few hundred bytes; past this
 /// the stream is passed on untouched rather than buffered without bound.
@@ -96,20 +97,22 @@ pub struct Tap {
     held: Vec<u8>,
     closing: bool,
     answered: bool,
+    /// Dates a replacement when the replaced head had no `Date`.
+    clock: Clock,
 }
 
-impl Default for Tap {
-    fn default() -> Self {
+impl Tap {
+    /// A tap at the start of a connection's stream.
+    pub fn new(clock: Clock) -> Self {
         Self {
             state: State::Head,
             held: Vec::new(),
             closing: false,
             answered: false,
+            clock,
         }
     }
-}
 
-impl Tap {
     /// Whether a head announcing `Connection: close` has been decided: the
     /// connection reads nothing useful after it.
     pub fn closing(&self) -> bool {
@@ -199,7 +202,7 @@ impl Tap {
         } else {
             (&self.held[..end], end - was_held)
         };
-        let decision = decide(head, announced);
+        let decision = decide(head, announced, &self.clock);
         self.closing |= decision.closes;
         self.answered |= decision.answer;
         match decision.what {
@@ -288,8 +291,8 @@ struct Decision {
     answer: bool,
 }
 
-/// Decides one whole head.
-fn decide(head: &[u8], announced: impl FnOnce() -> Option<Announced>) -> Decision {
+/// Decides one whole head; `clock` dates a replacement for a head without `Date`.
+fn decide(head: &[u8], announced: impl FnOnce() -> Option<Announced>, clock: &Clock) -> Decision {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut parsed = httparse::Response::new(&mut headers);
     let unknown = Decision {
@@ -332,7 +335,7 @@ fn decide(head: &[u8], announced: impl FnOnce() -> Option<Announced>) -> Decisio
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("date"))
             .map(|h| h.value);
-        let (bytes, replaced) = replacement(parsed.version.unwrap_or(1), status, date);
+        let (bytes, replaced) = replacement(parsed.version.unwrap_or(1), status, date, clock);
         return Decision {
             what: Decided::Replace(bytes, replaced),
             closes: true,
@@ -362,11 +365,13 @@ fn decide(head: &[u8], announced: impl FnOnce() -> Option<Announced>) -> Decisio
 }
 
 /// The documented JSON error in place of the HTTP layer's empty `status`, with a
-/// fresh request id, ending the connection; `date` is the replaced head's.
+/// fresh request id, ending the connection; `date` is the replaced head's, or
+/// else `clock`'s time.
 pub fn replacement(
     minor_version: u8,
     status: StatusCode,
     date: Option<&[u8]>,
+    clock: &Clock,
 ) -> (Vec<u8>, Replaced) {
     let failure = Failure {
         error: ApiError::HttpLayer(status),
@@ -385,9 +390,7 @@ pub fn replacement(
     out.extend_from_slice(b"date: ");
     match date {
         Some(date) => out.extend_from_slice(date),
-        None => {
-            out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes())
-        }
+        None => out.extend_from_slice(httpdate::fmt_http_date(clock.system_time()).as_bytes()),
     }
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(&body);
@@ -487,6 +490,7 @@ mod tests {
     use std::collections::VecDeque;
 
     use super::*;
+    use crate::clock::ManualClock;
 
     const APP_GET: Announced = Announced {
         head_request: false,
@@ -509,7 +513,7 @@ mod tests {
         announced: &[Announced],
         accept: usize,
     ) -> (Vec<u8>, Vec<Replaced>, Tap) {
-        let mut tap = Tap::default();
+        let mut tap = Tap::new(ManualClock::new().into());
         let mut queue: VecDeque<Announced> = announced.iter().copied().collect();
         let mut wire = Vec::new();
         let mut replaced = Vec::new();
@@ -615,8 +619,16 @@ mod tests {
         ] {
             let head = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
             let (wire, _, _) = run(&[head.as_bytes()], &[], usize::MAX);
-            let (got, _, body) = parse_one(&wire);
+            let (got, headers, body) = parse_one(&wire);
             assert_eq!((got, body["code"].as_str().unwrap()), (status, code));
+            // These heads carry no `Date`: the replacement is dated by the clock.
+            assert!(
+                headers.contains(&(
+                    "date".to_owned(),
+                    "Wed, 01 Jan 2025 00:00:00 GMT".to_owned()
+                )),
+                "{headers:?}"
+            );
         }
     }
 
