@@ -6,7 +6,7 @@
 //! (or serves stale chunks within `stale_if_error_secs`), never a page missing
 //! that vendor's history. Also: `X-Provider`, `/api/v1/bots`, detail lookups and
 //! config validation of `backends`.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, missing_docs, clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! `chatgate export` as ops run it: the binary against the emulator process.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, missing_docs, clippy::disallowed_methods)]
 
 #[path = "common/process.rs"]
 mod process;

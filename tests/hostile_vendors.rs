@@ -3,7 +3,7 @@
 //! never carries the provider key or forges a log line, its timestamps are
 //! RFC 3339 or refused, one request's vendor calls are bounded, and a config
 //! that can serve no one is refused.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, missing_docs, clippy::disallowed_methods)]
 
 mod common;
 #[path = "common/process.rs"]

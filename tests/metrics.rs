@@ -2,7 +2,7 @@
 //! traffic every metric family shows the exact samples that traffic implies; the
 //! circuit gauge follows the breaker; `server.metrics_bind` moves the endpoint to
 //! its own address.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, missing_docs, clippy::disallowed_methods)]
 
 mod common;
 

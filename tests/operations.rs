@@ -1,6 +1,6 @@
 //! Operating the real binary: hot reload on SIGHUP (under load, and rejected when
 //! invalid), graceful shutdown on SIGTERM, and logs that never hold a key.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, missing_docs, clippy::disallowed_methods)]
 
 #[path = "common/process.rs"]
 mod process;

@@ -6,7 +6,7 @@
 //! The limiters run on a manual clock, so every number is exact and none
 //! depends on how fast the machine sends the requests; only the guard's spacing
 //! test needs real time to pass.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, missing_docs, clippy::disallowed_methods)]
 
 mod common;
 

@@ -14,7 +14,7 @@
 //! long or, where the gateway reads `Clock`, on a manual clock. So a loaded
 //! machine slows the suite but does not flip it. The breaker's 1 s cooldowns
 //! are still the gateway's own real time.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, missing_docs, clippy::disallowed_methods)]
 
 mod common;
 

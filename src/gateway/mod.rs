@@ -111,8 +111,8 @@ impl ProviderRuntime {
         }
     }
 
-    fn report_circuit(&self, metrics: &Metrics) {
-        let state = self.breaker.state(Instant::now());
+    fn report_circuit(&self, metrics: &Metrics, now: Instant) {
+        let state = self.breaker.state(now);
         metrics.circuit_state(&self.config.name, state.as_gauge());
     }
 }
@@ -142,6 +142,8 @@ pub struct Gateway {
     providers: BTreeMap<String, Arc<ProviderRuntime>>,
     metrics: Arc<Metrics>,
     chunks: Arc<ChunkCache>,
+    /// What every time rule here (pause, deadline, breaker, retry) reads.
+    clock: Clock,
 }
 
 /// How the vendor calls of one API request went, for the log line, and how many
@@ -312,11 +314,11 @@ impl Gateway {
                     .filter(|rt| same_account(&rt.config, pc))
                     .cloned();
                 if let Some(rt) = &kept {
-                    rt.recap_pause(Instant::now());
+                    rt.recap_pause(clock.now());
                 }
                 let runtime =
                     kept.unwrap_or_else(|| Arc::new(ProviderRuntime::new(pc.clone(), clock)));
-                runtime.report_circuit(&metrics);
+                runtime.report_circuit(&metrics, clock.now());
                 (name.clone(), runtime)
             })
             .collect();
@@ -325,6 +327,7 @@ impl Gateway {
             providers,
             metrics,
             chunks,
+            clock: clock.clone(),
         }
     }
 
@@ -332,7 +335,7 @@ impl Gateway {
     /// changes the state without any call), for a metrics scrape.
     pub fn report_circuits(&self) {
         for runtime in self.providers.values() {
-            runtime.report_circuit(&self.metrics);
+            runtime.report_circuit(&self.metrics, self.clock.now());
         }
     }
 
@@ -535,7 +538,8 @@ impl Gateway {
     ) -> Result<T, GatewayError> {
         let kind = provider.kind();
         let budget = self.config.server.request_timeout;
-        let deadline = Instant::now() + budget;
+        let now = self.clock.now();
+        let deadline = now.checked_add(budget).unwrap_or(now);
         let span = tracing::info_span!(
             "upstream",
             request_id = ctx.request_id,
@@ -590,7 +594,7 @@ impl Gateway {
         let mut waited_out_pause = false;
         loop {
             // 1. pause
-            let now = Instant::now();
+            let now = self.clock.now();
             if let Some(left) = provider.pause_left(now) {
                 if !policy.waits_out_pause(left, waited_out_pause, now, deadline) {
                     self.metrics.rate_limited("upstream");
@@ -605,7 +609,7 @@ impl Gateway {
             }
             // 2. quota guard, never past this call's timeout or the deadline
             let room = deadline
-                .saturating_duration_since(Instant::now())
+                .saturating_duration_since(self.clock.now())
                 .min(provider.config.timeout);
             if let Err(wait) = provider.guard.acquire(room).await {
                 self.metrics.rate_limited("provider");
@@ -613,10 +617,10 @@ impl Gateway {
                 return Err(fail(UpstreamFailure::Throttled(wait)));
             }
             // 3. circuit breaker
-            let permit = match provider.breaker.acquire(Instant::now()) {
+            let permit = match provider.breaker.acquire(self.clock.now()) {
                 Ok(permit) => permit,
                 Err(open) => {
-                    provider.report_circuit(&self.metrics);
+                    provider.report_circuit(&self.metrics, self.clock.now());
                     return Err(fail(UpstreamFailure::CircuitOpen(open.retry_in)));
                 }
             };
@@ -627,7 +631,7 @@ impl Gateway {
                 .await;
             // 5. whether to go round again, decided by the retry policy
             let retry = |failed: Failed| {
-                policy.after_failure(failed, retries, Instant::now(), deadline, rand::random())
+                policy.after_failure(failed, retries, self.clock.now(), deadline, rand::random())
             };
             match outcome {
                 Err(e) => {
@@ -636,8 +640,8 @@ impl Gateway {
                         _ => (UpstreamOutcome::Error, Duration::ZERO),
                     };
                     self.metrics.upstream(name, label, latency);
-                    permit.failure(Instant::now());
-                    provider.report_circuit(&self.metrics);
+                    permit.failure(self.clock.now());
+                    provider.report_circuit(&self.metrics, self.clock.now());
                     tracing::warn!(path = %request.path, attempt = retries + 1, error = %e, "vendor call failed");
                     let failed = match e {
                         TransportError::Connect(_) => Failed::Connect,
@@ -670,7 +674,7 @@ impl Gateway {
                     match verdict {
                         Ok(next) => {
                             permit.success();
-                            provider.report_circuit(&self.metrics);
+                            provider.report_circuit(&self.metrics, self.clock.now());
                             return Ok(next);
                         }
                         Err(e) => {
@@ -679,7 +683,7 @@ impl Gateway {
                                 ProviderError::RateLimited { retry_after } => {
                                     permit.neutral();
                                     let wait = retry_after.unwrap_or(DEFAULT_PAUSE);
-                                    provider.pause(Instant::now(), wait);
+                                    provider.pause(self.clock.now(), wait);
                                     // The next pass waits the window out once, if it can.
                                     if retry(Failed::RateLimited) == Decision::AfterPause {
                                         retries += 1;
@@ -689,14 +693,14 @@ impl Gateway {
                                 }
                                 ProviderError::Upstream { .. }
                                 | ProviderError::InvalidBody { .. } => {
-                                    permit.failure(Instant::now());
+                                    permit.failure(self.clock.now());
                                     let failed = if e.is_retryable() {
                                         Failed::Transient
                                     } else {
                                         Failed::Permanent
                                     };
                                     if let Decision::Backoff(wait) = retry(failed) {
-                                        provider.report_circuit(&self.metrics);
+                                        provider.report_circuit(&self.metrics, self.clock.now());
                                         retries += 1;
                                         tokio::time::sleep(wait).await;
                                         continue;
@@ -705,7 +709,7 @@ impl Gateway {
                                 // The vendor answered; it is working.
                                 _ => permit.success(),
                             }
-                            provider.report_circuit(&self.metrics);
+                            provider.report_circuit(&self.metrics, self.clock.now());
                             return Err(fail(e.into()));
                         }
                     }

@@ -111,6 +111,7 @@ pub fn backoff(retry: u32, jitter: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, ManualClock};
 
     const POLICY: RetryPolicy = RetryPolicy {
         max_retries: 2,
@@ -119,6 +120,11 @@ mod tests {
 
     fn at(now: Instant, ms: u64) -> Instant {
         now + Duration::from_millis(ms)
+    }
+
+    /// A fixed starting instant from the test clock.
+    fn start() -> Instant {
+        Clock::from(ManualClock::new()).now()
     }
 
     #[test]
@@ -138,7 +144,7 @@ mod tests {
 
     #[test]
     fn connection_errors_and_transient_statuses_back_off_within_the_deadline() {
-        let now = Instant::now();
+        let now = start();
         for failed in [Failed::Connect, Failed::Transient] {
             assert_eq!(
                 POLICY.after_failure(failed, 0, now, at(now, 10_000), 0.5),
@@ -158,7 +164,7 @@ mod tests {
 
     #[test]
     fn retries_stop_at_max_retries() {
-        let now = Instant::now();
+        let now = start();
         for failed in [Failed::Connect, Failed::Transient, Failed::RateLimited] {
             assert_eq!(
                 POLICY.after_failure(failed, 2, now, at(now, 60_000), 0.0),
@@ -169,7 +175,7 @@ mod tests {
 
     #[test]
     fn a_429_goes_round_to_the_pause_and_spent_or_permanent_failures_never_retry() {
-        let now = Instant::now();
+        let now = start();
         let later = at(now, 60_000);
         assert_eq!(
             POLICY.after_failure(Failed::RateLimited, 0, now, later, 0.3),
@@ -187,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_pause_is_waited_out_once_when_short_and_before_the_deadline() {
-        let now = Instant::now();
+        let now = start();
         let two = Duration::from_secs(2);
         assert!(POLICY.waits_out_pause(two, false, now, at(now, 3_000)));
         assert!(

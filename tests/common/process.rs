@@ -1,6 +1,11 @@
 //! Helpers for tests that run the `chatgate` binary as a separate process and
 //! talk to it with plain blocking HTTP/1.1.
-#![allow(dead_code, clippy::unwrap_used, missing_docs)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    missing_docs,
+    clippy::disallowed_methods
+)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
