@@ -13,14 +13,17 @@
 //!   everywhere makes one vendor call.
 //!
 //! Redis is a help, never a dependency: every operation is bounded by
-//! `redis.timeout_ms`, and while Redis is down (`health` (to come)) operations are
+//! `redis.timeout_ms`, and while Redis is down ([`health`]) operations are
 //! skipped at once, so callers fall back to their in-memory state and requests
 //! are still served. Without `[redis]`, none of this is built and Redis is never
 //! touched.
 //!
 //! Keys are laid out in [`keys`]; settings are validated in [`settings`].
 
+mod client;
+pub mod health;
 pub mod keys;
 pub mod settings;
 
+pub use client::{NoMetrics, SharedStore, StoreError, StoreMetrics};
 pub use settings::RedisSettings;
