@@ -1,21 +1,40 @@
-//! The shared store (SPEC §9) against a real `redis-server`: a Redis that
-//! stops is short-circuited and found again when it comes back, and one absent
-//! from the start is reported down.
+//! The shared store (SPEC §9) against a real `redis-server`: the GCRA script
+//! gives the in-memory limiter's numbers, two stores share one limit, and a
+//! Redis that stops is short-circuited and found again when it comes back.
 //!
 //! Assertions are about outcomes; time bounds are generous safety limits only.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
 
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chatgate::redis::gcra::{self, Decision, GcraParams};
+use chatgate::redis::keys::VendorAccount;
 use chatgate::redis::{RedisSettings, SharedStore, StoreError, StoreMetrics};
 use common::redis::RedisServer;
+use governor::clock::{Clock, FakeRelativeClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::{Quota, RateLimiter};
+
+/// A realistic "now" for explicit-time script calls, in µs since the epoch.
+const BASE_US: u64 = 1_750_000_000_000_000;
+
+/// A store on `server` with a generous per-operation bound: this machine is
+/// shared and slow, and these tests are not about Redis being slow.
+fn store(server: &RedisServer) -> SharedStore {
+    store_with(&server.url(), Arc::new(chatgate::redis::NoMetrics))
+}
 
 fn store_with(url: &str, metrics: Arc<dyn StoreMetrics>) -> SharedStore {
     let settings = RedisSettings::new(url, Some("test:"), Some(2_000)).unwrap();
     SharedStore::new(settings, metrics).unwrap()
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap()
 }
 
 /// Waits (polling, up to a minute) until `done` holds.
@@ -25,6 +44,199 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
         assert!(started.elapsed() < Duration::from_secs(60), "never: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+// ---------------------------------------------------------------------------
+// GCRA
+// ---------------------------------------------------------------------------
+
+/// The in-memory answer, computed exactly as `limits::ClientLimits::check`
+/// does, on governor's fake clock.
+struct InMemory {
+    clock: FakeRelativeClock,
+    limiter: RateLimiter<
+        governor::state::NotKeyed,
+        governor::state::InMemoryState,
+        FakeRelativeClock,
+        StateInformationMiddleware,
+    >,
+}
+
+impl InMemory {
+    fn new(quota: Quota) -> Self {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::direct_with_clock(quota, clock.clone()).with_middleware();
+        Self { clock, limiter }
+    }
+
+    fn check(&self) -> Decision {
+        match self.limiter.check() {
+            Ok(snapshot) => {
+                let quota = snapshot.quota();
+                let burst = quota.burst_size().get();
+                let remaining = snapshot.remaining_burst_capacity();
+                Decision {
+                    limit: burst,
+                    remaining,
+                    reset: quota.replenish_interval() * burst.saturating_sub(remaining),
+                    retry_after: None,
+                }
+            }
+            Err(not_until) => {
+                let quota = not_until.quota();
+                let burst = quota.burst_size().get();
+                let wait = not_until.wait_time_from(self.clock.now());
+                Decision {
+                    limit: burst,
+                    remaining: 0,
+                    reset: wait + quota.replenish_interval() * (burst - 1),
+                    retry_after: Some(wait),
+                }
+            }
+        }
+    }
+}
+
+/// How far to move the clock before the next request, from the previous
+/// answer: bursts (no time), partial and exact refills, waiting exactly the
+/// announced `Retry-After` and one microsecond less, long idles, and a
+/// deterministic pseudo-random mix of the above.
+fn next_step(i: usize, seed: &mut u64, interval_us: u64, previous: Option<&Decision>) -> u64 {
+    let wait = previous
+        .and_then(|d| d.retry_after)
+        .map(|w| u64::try_from(w.as_micros()).unwrap());
+    match (i, wait) {
+        (0..=6, _) => 0,
+        (7, Some(w)) => w.saturating_sub(1),
+        (8, _) => 1,
+        (9..=12, Some(w)) => w,
+        _ => {
+            *seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            match (*seed >> 33) % 8 {
+                0..=2 => 0,
+                3 => 1,
+                4 => interval_us / 3,
+                5 => interval_us,
+                6 => wait.unwrap_or(interval_us / 2),
+                _ => interval_us * 2 + 7,
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn gcra_script_gives_the_in_memory_limiters_numbers_on_the_same_inputs() {
+    let server = RedisServer::start();
+    let store = store(&server);
+    let quotas = [
+        // A client at 60/min with burst 3 (the header test in limits.rs).
+        Quota::with_period(Duration::from_secs(1))
+            .unwrap()
+            .allow_burst(nz(3)),
+        // A vendor guard at 4 requests per second.
+        Quota::per_second(nz(4)),
+        // No burst at all.
+        Quota::with_period(Duration::from_millis(100)).unwrap(),
+        // A fast bucket with a deep burst.
+        Quota::with_period(Duration::from_micros(1_500))
+            .unwrap()
+            .allow_burst(nz(20)),
+    ];
+    for (q, quota) in quotas.into_iter().enumerate() {
+        let memory = InMemory::new(quota);
+        let params = GcraParams::from_quota(&quota);
+        let interval_us = u64::try_from(params.emission_interval().as_micros()).unwrap();
+        let key = store.keys().client_limit(&format!("compare-{q}"));
+        let mut seed = q as u64 + 1;
+        let mut elapsed_us = 0;
+        let mut previous: Option<Decision> = None;
+        let (mut admitted, mut refused) = (0, 0);
+        for i in 0..120 {
+            let step = next_step(i, &mut seed, interval_us, previous.as_ref());
+            elapsed_us += step;
+            memory.clock.advance(Duration::from_micros(step));
+            let expected = memory.check();
+            let now = Duration::from_micros(BASE_US + elapsed_us);
+            let got = gcra::check_at(&store, &key, params, now).await.unwrap();
+            assert_eq!(
+                got, expected,
+                "quota {q}, request {i} at +{elapsed_us} µs (after +{step} µs)"
+            );
+            if got.allowed() {
+                admitted += 1;
+            } else {
+                refused += 1;
+            }
+            previous = Some(got);
+        }
+        assert!(
+            admitted > 10 && refused > 10,
+            "quota {q}: {admitted}/{refused}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn two_stores_on_one_redis_share_one_limit() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server), store(&server));
+    let burst = 5;
+    // One cell a minute: refill cannot blur the count, however slow the machine.
+    let params = GcraParams::new(Duration::from_secs(60), nz(burst));
+    let key = a.keys().client_limit("shared-client");
+    let mut admitted = 0;
+    for i in 0..3 * burst {
+        let store = if i % 2 == 0 { &a } else { &b };
+        let d = gcra::check(store, &key, params).await.unwrap();
+        assert_eq!(d.limit, burst);
+        if d.allowed() {
+            admitted += 1;
+        } else {
+            let wait = d.retry_after.unwrap();
+            assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60));
+            assert_eq!(d.remaining, 0);
+        }
+    }
+    assert!(
+        (burst..=burst + 1).contains(&admitted),
+        "{admitted} admitted of a burst of {burst} across two stores"
+    );
+}
+
+#[actix_rt::test]
+async fn a_guard_wait_sleeps_the_announced_time_and_refuses_what_would_overrun() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server), store(&server));
+    let account = VendorAccount {
+        kind: "chatbase",
+        base_url: "http://127.0.0.1:1",
+        api_key: "vendor-key",
+    };
+    let key = a.keys().vendor_guard(&account);
+    // 2 per second: the third call needs ~500 ms.
+    let params = GcraParams::new(Duration::from_millis(500), nz(2));
+    for store in [&a, &b] {
+        assert_eq!(
+            gcra::acquire(store, &key, params, Duration::ZERO)
+                .await
+                .unwrap(),
+            Ok(())
+        );
+    }
+    let refused = gcra::acquire(&a, &key, params, Duration::from_millis(10))
+        .await
+        .unwrap();
+    let wait = refused.unwrap_err();
+    assert!(wait > Duration::from_millis(10) && wait <= Duration::from_millis(500));
+    assert_eq!(
+        gcra::acquire(&b, &key, params, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        Ok(()),
+        "a wait within the bound ends admitted"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 //! quota, each spends the vendor's quota as if alone, and each misses the cache
 //! for what another already fetched. With `[redis] url = …`, that state lives
 //! in Redis instead:
-//! - `gcra` (to come): client quotas and vendor quota guards, one atomic script per
+//! - [`gcra`]: client quotas and vendor quota guards, one atomic script per
 //!   decision on Redis server time, with the in-memory limiter's numbers;
 //! - `pause` (to come): the vendor-429 pause, which only ever extends;
 //! - `cache` (to come): a second cache level behind moka, and a short lock so a miss
@@ -21,6 +21,7 @@
 //! Keys are laid out in [`keys`]; settings are validated in [`settings`].
 
 mod client;
+pub mod gcra;
 pub mod health;
 pub mod keys;
 pub mod settings;
