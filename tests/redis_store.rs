@@ -1,6 +1,7 @@
 //! The shared store (SPEC §9) against a real `redis-server`: the GCRA script
-//! gives the in-memory limiter's numbers, two stores share one limit, and a
-//! Redis that stops is short-circuited and found again when it comes back.
+//! gives the in-memory limiter's numbers, two stores share one limit, a pause
+//! only extends, and a Redis that stops is short-circuited and found again when
+//! it comes back.
 //!
 //! Assertions are about outcomes; time bounds are generous safety limits only.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chatgate::redis::gcra::{self, Decision, GcraParams};
 use chatgate::redis::keys::VendorAccount;
-use chatgate::redis::{RedisSettings, SharedStore, StoreError, StoreMetrics};
+use chatgate::redis::{pause, RedisSettings, SharedStore, StoreError, StoreMetrics};
 use common::redis::RedisServer;
 use governor::clock::{Clock, FakeRelativeClock};
 use governor::middleware::StateInformationMiddleware;
@@ -237,6 +238,54 @@ async fn a_guard_wait_sleeps_the_announced_time_and_refuses_what_would_overrun()
         Ok(()),
         "a wait within the bound ends admitted"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Pause
+// ---------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn a_pause_set_by_one_is_seen_by_the_other_and_never_shortened() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server), store(&server));
+    let account = VendorAccount {
+        kind: "chatling",
+        base_url: "https://api.chatling.ai/v2",
+        api_key: "vendor-key",
+    };
+    let key = a.keys().vendor_pause(&account);
+    let secs = Duration::from_secs;
+
+    assert_eq!(pause::left(&b, &key).await.unwrap(), None);
+    assert_eq!(pause::extend(&a, &key, secs(10)).await.unwrap(), secs(10));
+    let seen = pause::left(&b, &key).await.unwrap().unwrap();
+    assert!(seen > secs(5) && seen <= secs(10), "{seen:?}");
+
+    let after_short = pause::extend(&b, &key, secs(1)).await.unwrap();
+    assert!(
+        after_short > secs(5),
+        "a shorter 429 shortened the pause: {after_short:?}"
+    );
+    assert!(pause::left(&a, &key).await.unwrap().unwrap() > secs(5));
+
+    assert_eq!(pause::extend(&b, &key, secs(20)).await.unwrap(), secs(20));
+    assert!(pause::left(&a, &key).await.unwrap().unwrap() > secs(15));
+
+    let capped = pause::cap(&a, &key, secs(3)).await.unwrap();
+    assert_eq!(capped, secs(3));
+    assert!(pause::left(&b, &key).await.unwrap().unwrap() <= secs(3));
+
+    let short = a.keys().vendor_pause(&VendorAccount {
+        api_key: "another-key",
+        ..account
+    });
+    pause::extend(&a, &short, Duration::from_millis(200))
+        .await
+        .unwrap();
+    eventually("a pause ends on its own", async || {
+        pause::left(&b, &short).await.unwrap().is_none()
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 //! in Redis instead:
 //! - [`gcra`]: client quotas and vendor quota guards, one atomic script per
 //!   decision on Redis server time, with the in-memory limiter's numbers;
-//! - `pause` (to come): the vendor-429 pause, which only ever extends;
+//! - [`pause`]: the vendor-429 pause, which only ever extends;
 //! - `cache` (to come): a second cache level behind moka, and a short lock so a miss
 //!   everywhere makes one vendor call.
 //!
@@ -24,6 +24,7 @@ mod client;
 pub mod gcra;
 pub mod health;
 pub mod keys;
+pub mod pause;
 pub mod settings;
 
 pub use client::{NoMetrics, SharedStore, StoreError, StoreMetrics};
