@@ -1,7 +1,8 @@
 //! The shared store (SPEC §9) against a real `redis-server`: the GCRA script
 //! gives the in-memory limiter's numbers, two stores share one limit, a pause
-//! only extends, and a Redis that stops is short-circuited and found again when
-//! it comes back.
+//! only extends, one lock holder among many and a dead holder taken over, the
+//! second-level cache keeps its windows and its size bound, and a Redis that
+//! stops is short-circuited and found again when it comes back.
 //!
 //! Assertions are about outcomes; time bounds are generous safety limits only.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -12,10 +13,12 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chatgate::redis::cache::{Put, SecondLevel, Waited};
 use chatgate::redis::gcra::{self, Decision, GcraParams};
-use chatgate::redis::keys::VendorAccount;
+use chatgate::redis::keys::{EntryKeys, VendorAccount};
 use chatgate::redis::{pause, RedisSettings, SharedStore, StoreError, StoreMetrics};
 use common::redis::RedisServer;
+use futures_util::future::join_all;
 use governor::clock::{Clock, FakeRelativeClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::{Quota, RateLimiter};
@@ -286,6 +289,195 @@ async fn a_pause_set_by_one_is_seen_by_the_other_and_never_shortened() {
         pause::left(&b, &short).await.unwrap().is_none()
     })
     .await;
+}
+
+// ---------------------------------------------------------------------------
+// Lock and second-level cache
+// ---------------------------------------------------------------------------
+
+fn entry(store: &SharedStore, name: &str) -> EntryKeys {
+    store.keys().cache_entry(name.as_bytes())
+}
+
+#[actix_rt::test]
+async fn fifty_concurrent_lock_attempts_make_exactly_one_holder() {
+    let server = RedisServer::start();
+    let caches: Vec<SecondLevel> = (0..5)
+        .map(|_| SecondLevel::new(store(&server), 1 << 20))
+        .collect();
+    let keys = entry(caches[0].store(), "bot=support&page=1");
+    let attempts = (0..50).map(|i| caches[i % 5].try_lock(&keys, Duration::from_secs(30)));
+    let mut tokens: Vec<_> = join_all(attempts)
+        .await
+        .into_iter()
+        .filter_map(Result::unwrap)
+        .collect();
+    assert_eq!(tokens.len(), 1, "holders: {tokens:?}");
+    let token = tokens.pop().unwrap();
+    assert!(caches[3]
+        .try_lock(&keys, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(caches[0].unlock(&keys, token).await.unwrap());
+    let again = caches[4]
+        .try_lock(&keys, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(again.is_some(), "an unlocked entry can be locked again");
+}
+
+#[actix_rt::test]
+async fn a_dead_holders_lock_expires_and_a_waiter_takes_over() {
+    let server = RedisServer::start();
+    let (a, b, c) = (
+        SecondLevel::new(store(&server), 1 << 20),
+        SecondLevel::new(store(&server), 1 << 20),
+        SecondLevel::new(store(&server), 1 << 20),
+    );
+    let keys = entry(a.store(), "bot=sales&page=2");
+    // `a` takes the lock and "dies": it never stores a body nor unlocks.
+    let dead = a
+        .try_lock(&keys, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(b
+        .try_lock(&keys, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_none());
+
+    let waited = b.wait_for(&keys, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        waited,
+        Waited::LockFree(None),
+        "the waiter is released by the expiry"
+    );
+    let taken = b.try_lock(&keys, Duration::from_secs(30)).await.unwrap();
+    assert!(taken.is_some(), "the waiter takes over");
+
+    // The first holder, back from the dead, cannot release the new holder's lock.
+    assert!(!a.unlock(&keys, dead).await.unwrap());
+    assert!(c
+        .try_lock(&keys, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[actix_rt::test]
+async fn waiters_get_the_body_the_holder_stores() {
+    let server = RedisServer::start();
+    let (holder, waiter) = (
+        SecondLevel::new(store(&server), 1 << 20),
+        SecondLevel::new(store(&server), 1 << 20),
+    );
+    let keys = entry(holder.store(), "bot=helpdesk&page=1");
+    let token = holder
+        .try_lock(&keys, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let fetch = {
+        let (holder, keys) = (holder.clone(), keys.clone());
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let put = holder
+                .put(
+                    &keys,
+                    b"{\"data\":[]}",
+                    Duration::from_secs(30),
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap();
+            assert_eq!(put, Put::Stored);
+            assert!(holder.unlock(&keys, token).await.unwrap());
+        }
+    };
+    let (waited, ()) = futures_util::join!(waiter.wait_for(&keys, Duration::from_secs(60)), fetch);
+    match waited.unwrap() {
+        Waited::Fresh(body) => assert_eq!(&body.body[..], b"{\"data\":[]}"),
+        other => panic!("expected the stored body, got {other:?}"),
+    }
+
+    let other = entry(holder.store(), "bot=helpdesk&page=2");
+    let _held = holder
+        .try_lock(&other, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        waiter
+            .wait_for(&other, Duration::from_millis(300))
+            .await
+            .unwrap(),
+        Waited::TimedOut(None),
+        "a live holder that stores nothing leaves the waiter to its deadline"
+    );
+}
+
+#[actix_rt::test]
+async fn cache_entries_keep_their_windows_and_large_bodies_stay_local() {
+    let server = RedisServer::start();
+    let (writer, reader) = (
+        SecondLevel::new(store(&server), 1024),
+        SecondLevel::new(store(&server), 1024),
+    );
+    let secs = Duration::from_secs;
+    let keys = entry(writer.store(), "fresh");
+    let body = vec![b'x'; 1024];
+    assert_eq!(
+        writer.put(&keys, &body, secs(10), secs(20)).await.unwrap(),
+        Put::Stored
+    );
+    let got = reader.get(&keys).await.unwrap().unwrap();
+    assert_eq!(&got.body[..], &body[..]);
+    assert!(got.is_fresh());
+    assert!(
+        got.fresh_for > secs(5) && got.fresh_for <= secs(10),
+        "{got:?}"
+    );
+    assert!(
+        got.usable_for > secs(25) && got.usable_for <= secs(30),
+        "{got:?}"
+    );
+
+    let large = entry(writer.store(), "large");
+    assert_eq!(
+        writer
+            .put(&large, &[b'y'; 1025], secs(10), secs(20))
+            .await
+            .unwrap(),
+        Put::TooLarge
+    );
+    assert_eq!(reader.get(&large).await.unwrap(), None);
+    assert_eq!(
+        writer
+            .put(&large, b"{}", Duration::ZERO, Duration::ZERO)
+            .await
+            .unwrap(),
+        Put::Expired
+    );
+
+    // Stale-if-error from the second level: past its freshness, still usable.
+    let stale = entry(writer.store(), "stale");
+    writer
+        .put(&stale, b"old", Duration::from_millis(100), secs(60))
+        .await
+        .unwrap();
+    eventually("the entry goes stale", async || {
+        !reader.get(&stale).await.unwrap().unwrap().is_fresh()
+    })
+    .await;
+    let got = reader.get(&stale).await.unwrap().unwrap();
+    assert_eq!(&got.body[..], b"old");
+    assert!(got.usable_for > secs(30), "{got:?}");
+    assert_eq!(
+        reader.get(&entry(writer.store(), "never")).await.unwrap(),
+        None
+    );
 }
 
 // ---------------------------------------------------------------------------

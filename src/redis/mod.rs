@@ -9,7 +9,7 @@
 //! - [`gcra`]: client quotas and vendor quota guards, one atomic script per
 //!   decision on Redis server time, with the in-memory limiter's numbers;
 //! - [`pause`]: the vendor-429 pause, which only ever extends;
-//! - `cache` (to come): a second cache level behind moka, and a short lock so a miss
+//! - [`cache`]: a second cache level behind moka, and a short lock so a miss
 //!   everywhere makes one vendor call.
 //!
 //! Redis is a help, never a dependency: every operation is bounded by
@@ -20,6 +20,7 @@
 //!
 //! Keys are laid out in [`keys`]; settings are validated in [`settings`].
 
+pub mod cache;
 mod client;
 pub mod gcra;
 pub mod health;
@@ -29,3 +30,35 @@ pub mod settings;
 
 pub use client::{NoMetrics, SharedStore, StoreError, StoreMetrics};
 pub use settings::RedisSettings;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::cache::SecondLevel;
+    use super::gcra::{self, GcraParams};
+    use super::keys::EntryKeys;
+    use super::*;
+
+    /// Compiles only if every operation's future is `Send`, so spawned tasks
+    /// (`chatgate export`'s workers, a background cache write) can await them.
+    #[allow(dead_code)]
+    fn operations_can_move_between_threads(
+        store: &SharedStore,
+        cache: &SecondLevel,
+        keys: &EntryKeys,
+        params: GcraParams,
+    ) {
+        fn send<T: Send>(_: T) {}
+        let d = Duration::ZERO;
+        send(store.ping());
+        send(gcra::check(store, "k", params));
+        send(gcra::acquire(store, "k", params, d));
+        send(pause::extend(store, "k", d));
+        send(pause::left(store, "k"));
+        send(cache.get(keys));
+        send(cache.put(keys, b"", d, d));
+        send(cache.try_lock(keys, d));
+        send(cache.wait_for(keys, d));
+    }
+}
