@@ -24,7 +24,9 @@ pub const MAX_TIMEOUT_MS: u64 = 10_000;
 /// The longest `redis.key_prefix`: it is repeated in every key.
 pub const MAX_KEY_PREFIX_LEN: usize = 64;
 
-/// Where the shared store is and how chatgate uses it (validated).
+/// Where the shared store is and how chatgate uses it (validated). `Clone`, so
+/// the running config can keep its copy while the store owns one.
+#[derive(Clone)]
 pub struct RedisSettings {
     /// `redis.url`: `redis://[user:password@]host[:port][/db]`, or `rediss://`
     /// for TLS (verified against the same web PKI roots as vendor calls).
