@@ -19,5 +19,6 @@ pub mod limits;
 pub mod merge;
 pub mod metrics;
 pub mod query;
+pub mod redis;
 pub mod server;
 pub mod upstream;

@@ -16,13 +16,18 @@
 //! ```
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 /// The `Content-Type` the `/metrics` handler must send with [`Metrics::render`]'s
@@ -126,6 +131,12 @@ const DURATION_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Histogram buckets in seconds for Redis round trips: sub-millisecond on a
+/// healthy network, up to the largest `redis.timeout_ms` worth having.
+const REDIS_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
 /// The known values of the `result` label of `chatgate_cache_events_total`.
 const CACHE_RESULTS: [&str; 4] = ["hit", "miss", "stale", "bypass"];
 /// The known values of the `scope` label of `chatgate_rate_limited_total`.
@@ -174,6 +185,40 @@ struct Scope {
     scope: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct Op {
+    op: &'static str,
+}
+
+/// A gauge rendered only once set, so `chatgate_redis_up` is absent, not 0,
+/// without `[redis]` (an alert on 0 must not fire where there is no Redis).
+#[derive(Debug, Clone, Default)]
+struct GaugeOnceSet {
+    gauge: Gauge,
+    set: Arc<AtomicBool>,
+}
+
+impl GaugeOnceSet {
+    fn set(&self, value: i64) {
+        self.gauge.set(value);
+        self.set.store(true, Ordering::Relaxed);
+    }
+}
+
+impl EncodeMetric for GaugeOnceSet {
+    fn encode(&self, encoder: MetricEncoder) -> std::fmt::Result {
+        self.gauge.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.set.load(Ordering::Relaxed)
+    }
+}
+
 /// Keeps the exposition crate's trait off the public [`UpstreamOutcome`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct OutcomeLabel(UpstreamOutcome);
@@ -194,6 +239,10 @@ fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
 
+fn redis_histogram() -> Histogram {
+    Histogram::new(REDIS_BUCKETS)
+}
+
 /// Every metric the gateway exports. `Send + Sync`; share one through an `Arc`
 /// across all workers. Once a series exists, recording takes only a shared read
 /// lock on its family (plus a short per-series lock for a histogram).
@@ -210,6 +259,9 @@ pub struct Metrics {
     config_reloads: Family<ResultLabel, Counter>,
     config_last_reload: Gauge<f64, std::sync::atomic::AtomicU64>,
     cache_weight: Gauge<u64, std::sync::atomic::AtomicU64>,
+    redis_up: GaugeOnceSet,
+    redis_errors: Family<Op, Counter>,
+    redis_duration: DurationFamily<Op>,
 }
 
 impl Default for Metrics {
@@ -236,6 +288,9 @@ impl Metrics {
         let config_reloads: Family<ResultLabel, Counter> = Family::default();
         let config_last_reload = Gauge::default();
         let cache_weight = Gauge::default();
+        let redis_up = GaugeOnceSet::default();
+        let redis_errors = Family::default();
+        let redis_duration = DurationFamily::new_with_constructor(redis_histogram as fn() -> _);
 
         // prometheus-client appends `_total` to counters, the unit to names
         // registered with one, and a full stop to every help text.
@@ -295,6 +350,23 @@ impl Metrics {
             Unit::Bytes,
             cache_weight.clone(),
         );
+        registry.register(
+            "chatgate_redis_up",
+            "Whether the shared Redis store answers: 1 up, 0 down (operations skipped \
+             and limits and cache local); absent without [redis]",
+            redis_up.clone(),
+        );
+        registry.register(
+            "chatgate_redis_errors",
+            "Redis operations that failed or timed out, by operation",
+            redis_errors.clone(),
+        );
+        registry.register_with_unit(
+            "chatgate_redis",
+            "Round trip of one Redis operation, by operation",
+            Unit::Seconds,
+            redis_duration.clone(),
+        );
 
         for result in CACHE_RESULTS {
             cache_events
@@ -322,6 +394,9 @@ impl Metrics {
             config_reloads,
             config_last_reload,
             cache_weight,
+            redis_up,
+            redis_errors,
+            redis_duration,
         }
     }
 
@@ -400,6 +475,23 @@ impl Metrics {
             Format::OpenMetrics => self.render(),
             Format::Prometheus => to_prometheus_text(&self.render()),
         }
+    }
+
+    /// The shared Redis store is now reachable (`up`) or not.
+    pub fn redis_up(&self, up: bool) {
+        self.redis_up.set(i64::from(up));
+    }
+
+    /// A Redis operation `op` failed or timed out.
+    pub fn redis_error(&self, op: &'static str) {
+        self.redis_errors.get_or_create(&Op { op }).inc();
+    }
+
+    /// A Redis operation `op` took `elapsed`.
+    pub fn redis_round_trip(&self, op: &'static str, elapsed: Duration) {
+        self.redis_duration
+            .get_or_create(&Op { op })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// The OpenMetrics text exposition of every metric, to be served with
@@ -585,6 +677,29 @@ mod tests {
             assert_line(&out, &format!("# TYPE {name} {kind}"));
         }
         assert!(out.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn redis_metrics_appear_only_once_redis_is_used() {
+        let m = Metrics::new();
+        assert!(!m.render().contains("chatgate_redis"), "{}", m.render());
+        m.redis_up(true);
+        m.redis_up(false);
+        m.redis_error("gcra");
+        m.redis_error("gcra");
+        m.redis_round_trip("gcra", ms(2));
+        let out = m.render();
+        for line in [
+            "# TYPE chatgate_redis_up gauge",
+            "chatgate_redis_up 0",
+            r#"chatgate_redis_errors_total{op="gcra"} 2"#,
+            "# TYPE chatgate_redis_seconds histogram",
+            r#"chatgate_redis_seconds_bucket{le="0.001",op="gcra"} 0"#,
+            r#"chatgate_redis_seconds_bucket{le="0.0025",op="gcra"} 1"#,
+            r#"chatgate_redis_seconds_count{op="gcra"} 1"#,
+        ] {
+            assert_line(&out, line);
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! ephemeral loopback ports, talking real HTTP.
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
