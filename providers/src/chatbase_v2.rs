@@ -41,7 +41,7 @@
 //! and `status` (`taken_over` included), which no other vendor has.
 //!
 //! **Errors** are `{"error": {"code", "message", "details"}}`; the code decides
-//! the kind where the docs list it ([`error_from`]), the status otherwise.
+//! the kind where the docs list it (`error_from`), the status otherwise.
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
