@@ -62,7 +62,7 @@ fn list(state: &EmulatorState, vendor: Vendor, p: &ListParams) -> Answer {
     let Some(data) = state.bot(vendor, &p.bot) else {
         let message = match vendor {
             Vendor::Chatzuri => "Invalid agent id",
-            Vendor::Chatbase | Vendor::Chatling => "Chatbot not found",
+            Vendor::Chatbase | Vendor::Chatling | Vendor::ChatbaseV2 => "Chatbot not found",
         };
         return Answer::error(vendor, StatusCode::NOT_FOUND, message);
     };

@@ -9,6 +9,7 @@
 //! | `GET /_emulator/requests` | `{"requests": […], "counts": {"chatbase": n, …}}` |
 //! | `DELETE /_emulator/requests` | clear the log and counts → 204 |
 //! | `PUT /_emulator/chatling` + `{"per_page", "messages_per_page", "rate_limit_per_minute"}` | change Chatling settings (absent = unchanged, `rate_limit_per_minute: null` = off) → 204 |
+//! | `PUT /_emulator/chatbase_v2` + `{"rate_limit_per_10s"}` | Chatbase v2's sliding-window limit (`null` = off; the documented value is 100) → 204 |
 //!
 //! A body that does not parse answers 400 `{"message": "…"}`.
 
@@ -41,6 +42,7 @@ pub(crate) fn scope() -> Scope {
                 .route(web::delete().to(clear_requests)),
         )
         .service(web::resource("/chatling").route(web::put().to(chatling_settings)))
+        .service(web::resource("/chatbase_v2").route(web::put().to(chatbase_v2_settings)))
 }
 
 fn bad_request(message: String) -> HttpResponse {
@@ -120,10 +122,34 @@ async fn chatling_settings(state: web::Data<EmulatorState>, body: Bytes) -> Http
     HttpResponse::NoContent().finish()
 }
 
+/// `PUT /_emulator/chatbase_v2` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChatbaseV2Settings {
+    /// Absent = unchanged, `null` = no limit, `n` = n requests per sliding 10 s.
+    #[serde(default, deserialize_with = "present")]
+    rate_limit_per_10s: Option<Option<u32>>,
+}
+
+async fn chatbase_v2_settings(state: web::Data<EmulatorState>, body: Bytes) -> HttpResponse {
+    match serde_json::from_slice::<ChatbaseV2Settings>(&body) {
+        Ok(settings) => {
+            if let Some(limit) = settings.rate_limit_per_10s {
+                state.set_chatbase_v2_rate_limit(limit);
+            }
+            HttpResponse::NoContent().finish()
+        }
+        Err(e) => bad_request(format!("invalid chatbase_v2 settings: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::testutil::{call, call_json, spawn, Call};
-    use crate::{Fault, FaultKind, Vendor, CHATBASE_KEY, CHATLING_BOT, CHATLING_KEY};
+    use crate::{
+        Fault, FaultKind, Vendor, CHATBASE_KEY, CHATBASE_V2_BOT, CHATBASE_V2_KEY, CHATLING_BOT,
+        CHATLING_KEY,
+    };
     use serde_json::json;
 
     fn chatbase_list() -> Call {
@@ -212,7 +238,7 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(
             body["counts"],
-            json!({"chatbase": 1, "chatzuri": 0, "chatling": 2})
+            json!({"chatbase": 1, "chatzuri": 0, "chatling": 2, "chatbase_v2": 0})
         );
         assert_eq!(
             body["requests"][0],
@@ -236,7 +262,7 @@ mod tests {
         let (_, body) = call_json(&server, Call::raw("GET", "/_emulator/requests")).await;
         assert_eq!(
             body,
-            json!({"requests": [], "counts": {"chatbase": 0, "chatzuri": 0, "chatling": 0}})
+            json!({"requests": [], "counts": {"chatbase": 0, "chatzuri": 0, "chatling": 0, "chatbase_v2": 0}})
         );
         assert_eq!(server.state.request_count(Vendor::Chatling), 0);
         server.stop().await;
@@ -297,6 +323,44 @@ mod tests {
                 .status,
             405
         );
+        server.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn chatbase_v2_rate_limit_changes_over_http() {
+        let server = spawn().await;
+        let put = |body: &str| Call::raw("PUT", "/_emulator/chatbase_v2").body(body);
+        let export = || {
+            Call::get(
+                Vendor::ChatbaseV2,
+                &format!("/agents/{CHATBASE_V2_BOT}/conversations/export?limit=1"),
+            )
+            .key(CHATBASE_V2_KEY)
+        };
+        assert_eq!(
+            call(&server, put(r#"{"rate_limit_per_10s": 1}"#))
+                .await
+                .status,
+            204
+        );
+        assert_eq!(call(&server, export()).await.status, 200);
+        assert_eq!(call(&server, export()).await.status, 429);
+        assert_eq!(call(&server, put("{}")).await.status, 204);
+        assert_eq!(call(&server, export()).await.status, 429, "absent keeps it");
+        assert_eq!(
+            call(&server, put(r#"{"rate_limit_per_10s": null}"#))
+                .await
+                .status,
+            204
+        );
+        assert_eq!(call(&server, export()).await.status, 200);
+        for bad in [
+            r#"{"rate_limit_per_10s": -1}"#,
+            r#"{"per_page": 5}"#,
+            "nope",
+        ] {
+            assert_eq!(call(&server, put(bad)).await.status, 400, "{bad}");
+        }
         server.stop().await;
     }
 }

@@ -11,7 +11,10 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 
-use super::{Vendor, CHATBASE_BOT, CHATBASE_EMPTY_BOT, CHATLING_BOT, CHATZURI_BOT};
+use super::{
+    Vendor, CHATBASE_BOT, CHATBASE_EMPTY_BOT, CHATBASE_V2_BOT, CHATBASE_V2_EMPTY_BOT, CHATLING_BOT,
+    CHATZURI_BOT,
+};
 
 /// One bot's generated conversations (vendor-native objects, any order).
 pub(crate) struct DataSet {
@@ -42,6 +45,16 @@ pub(crate) fn generate(seed: u64) -> Vec<DataSet> {
             vendor: Vendor::Chatling,
             bot: CHATLING_BOT,
             conversations: chatling(seed),
+        },
+        DataSet {
+            vendor: Vendor::ChatbaseV2,
+            bot: CHATBASE_V2_BOT,
+            conversations: chatbase_v2(seed),
+        },
+        DataSet {
+            vendor: Vendor::ChatbaseV2,
+            bot: CHATBASE_V2_EMPTY_BOT,
+            conversations: Vec::new(),
         },
     ]
 }
@@ -662,6 +675,277 @@ fn chatling(seed: u64) -> Vec<Value> {
         .collect()
 }
 
+/// The export's `source` values beyond the labels Chatbase v1 documents.
+pub(crate) const CHATBASE_V2_ONLY_LABELS: &[&str] = &[
+    "Salesforce",
+    "Zendesk",
+    "Zendesk Messaging",
+    "Qna preview",
+    "Center stage",
+    "Search",
+    "Iframe",
+    "Email",
+    "Agent page",
+    "Phone",
+    "Android SDK",
+    "iOS SDK",
+];
+/// Conversations the v2 agent has per label of [`CHATBASE_V2_ONLY_LABELS`].
+const CHATBASE_V2_PER_ONLY_LABEL: usize = 2;
+/// Conversations taken over by a human (`status: taken_over`, a human's reply last).
+pub(crate) const CHATBASE_V2_TAKEN_OVER: usize = 8;
+/// Conversations with a tool call and result inside an assistant reply.
+pub(crate) const CHATBASE_V2_TOOL_CALLS: usize = 12;
+/// Conversations with an assistant message made of tool parts only.
+pub(crate) const CHATBASE_V2_TOOL_ONLY: usize = 3;
+
+/// What a Chatbase v2 conversation's tools look like.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tools {
+    None,
+    /// The first reply is text, a tool call, its result, then the answer.
+    InReply,
+    /// A message of tool parts alone follows the first reply.
+    Alone,
+}
+
+const TOOL_NAMES: &[&str] = &[
+    "lookup_order",
+    "get_invoice",
+    "send_reset_link",
+    "open_ticket",
+];
+
+/// Unix seconds as the export writes them: an integer, or milliseconds as a fraction.
+fn unix_seconds(t: DateTime<Utc>) -> Value {
+    let millis = t.timestamp_millis();
+    if millis % 1000 == 0 {
+        json!(millis / 1000)
+    } else {
+        json!(millis as f64 / 1000.0)
+    }
+}
+
+/// A v1 source label in the export's spelling: Title case (the OpenAPI's lowercase
+/// values are v1's only), and `null` for an empty or missing one.
+fn v2_label(v1: Option<&Value>) -> Value {
+    let label = v1.and_then(Value::as_str).map(str::trim).unwrap_or("");
+    match label {
+        "" => Value::Null,
+        "api" => json!("API"),
+        "website" => json!("Chatbase site"),
+        "whatsapp" => json!("WhatsApp"),
+        "slack" => json!("Slack"),
+        "messenger" => json!("Messenger"),
+        "instagram" => json!("Instagram"),
+        other => json!(other),
+    }
+}
+
+fn tool_parts(rng: &mut SplitMix64) -> [Value; 2] {
+    let name = rng.pick(TOOL_NAMES);
+    let call = format!("call_{:010x}", rng.next_u64() >> 24);
+    [
+        json!({"type": "tool-call", "toolCallId": call, "toolName": name}),
+        json!({"type": "tool-result", "toolCallId": call, "toolName": name,
+               "output": {"ok": true, "reference": format!("REF-{}", rng.range(1000, 9999))}}),
+    ]
+}
+
+/// One export message; assistant messages carry `feedback` and `metadata`.
+fn v2_message(rng: &mut SplitMix64, role: &str, parts: Vec<Value>, secs: Value) -> Value {
+    let mut m = Map::new();
+    m.insert(
+        "id".into(),
+        json!(format!("msg_{:012x}", rng.next_u64() >> 16)),
+    );
+    m.insert("role".into(), json!(role));
+    m.insert("parts".into(), Value::Array(parts));
+    m.insert("createdAt".into(), secs);
+    if role == "assistant" {
+        let feedback = match rng.below(4) {
+            0 => json!("positive"),
+            1 => json!("negative"),
+            _ => Value::Null,
+        };
+        m.insert("feedback".into(), feedback);
+        let score = if rng.chance(20) {
+            Value::Null
+        } else {
+            json!(rng.range(40, 99) as f64 / 100.0)
+        };
+        m.insert("metadata".into(), json!({ "score": score }));
+    }
+    Value::Object(m)
+}
+
+/// What the seeded plan decided for one Chatbase v2 conversation.
+#[derive(Clone, Copy)]
+struct V2Traits {
+    tools: Tools,
+    status: &'static str,
+    titled: bool,
+}
+
+/// One export conversation from (role, text) turns starting at `created`.
+fn v2_conversation(
+    rng: &mut SplitMix64,
+    id: &str,
+    created: DateTime<Utc>,
+    user_id: Value,
+    source: Value,
+    turns: &[(&str, String)],
+    traits: V2Traits,
+) -> Value {
+    let V2Traits {
+        tools,
+        status,
+        titled,
+    } = traits;
+    let mut t = created;
+    let mut messages = Vec::new();
+    let mut first_reply = true;
+    for (i, (role, text)) in turns.iter().enumerate() {
+        if i > 0 {
+            t += chrono::Duration::seconds(rng.range(2, 240) as i64);
+        }
+        let mut parts = vec![json!({"type": "text", "text": text})];
+        if *role == "assistant" && first_reply && tools == Tools::InReply {
+            let [call, result] = tool_parts(rng);
+            parts = vec![
+                json!({"type": "text", "text": "Let me look that up."}),
+                call,
+                result,
+                json!({"type": "text", "text": text}),
+            ];
+        }
+        messages.push(v2_message(rng, role, parts, unix_seconds(t)));
+        if *role == "assistant" && first_reply && tools == Tools::Alone {
+            t += chrono::Duration::seconds(1);
+            let parts = tool_parts(rng).to_vec();
+            messages.push(v2_message(rng, "assistant", parts, unix_seconds(t)));
+        }
+        if *role == "assistant" {
+            first_reply = false;
+        }
+    }
+    if status == "taken_over" {
+        t += chrono::Duration::seconds(rng.range(30, 180) as i64);
+        let text = format!(
+            "Hi, this is {} from the support team. I'm taking it from here.",
+            rng.pick(AGENTS)
+        );
+        let parts = vec![json!({"type": "text", "text": text})];
+        messages.push(v2_message(rng, "assistant", parts, unix_seconds(t)));
+    }
+    let title = match turns.first() {
+        Some((_, text)) if titled => json!(text.chars().take(40).collect::<String>()),
+        _ => Value::Null,
+    };
+    json!({
+        "id": id,
+        "title": title,
+        "createdAt": unix_seconds(created),
+        "updatedAt": unix_seconds(t),
+        "userId": user_id,
+        "source": source,
+        "status": status,
+        "messages": messages,
+    })
+}
+
+/// Chatbase API v2's export of the agent [`CHATBASE_BOT`]: the v1 data set's 137
+/// conversations (same ids, instants, customers, labels and texts) as the export
+/// shapes them, with message times, some tool calls, statuses (some `taken_over`,
+/// with a human's reply last) and titles, plus conversations from the channels only v2
+/// labels, so every value of the export's `source` enum (and `null`) occurs.
+fn chatbase_v2(seed: u64) -> Vec<Value> {
+    let v1 = list_vendor(seed, &CHATBASE);
+    let mut rng = SplitMix64::new(seed ^ 0xC4A7_BA5E_0000_0002);
+    let extra = CHATBASE_V2_ONLY_LABELS.len() * CHATBASE_V2_PER_ONLY_LABEL;
+    let n = v1.len() + extra;
+    let statuses = plan(
+        &mut rng,
+        n,
+        &[
+            ("taken_over", CHATBASE_V2_TAKEN_OVER),
+            ("paused", 2),
+            ("ongoing", 30),
+        ],
+        "ended",
+    );
+    let tools = plan(
+        &mut rng,
+        n,
+        &[
+            (Tools::InReply, CHATBASE_V2_TOOL_CALLS),
+            (Tools::Alone, CHATBASE_V2_TOOL_ONLY),
+        ],
+        Tools::None,
+    );
+    let titled = plan(&mut rng, n, &[(false, 20)], true);
+    let traits = |i: usize| V2Traits {
+        tools: tools[i],
+        status: statuses[i],
+        titled: titled[i],
+    };
+    let mut seen: HashSet<String> = v1
+        .iter()
+        .filter_map(|c| c["id"].as_str().map(str::to_owned))
+        .collect();
+    let mut out: Vec<Value> = Vec::with_capacity(n);
+    for (i, c) in v1.iter().enumerate() {
+        let created = c["created_at"]
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map_or_else(|| at(START_2024, 0), |t| t.with_timezone(&Utc));
+        let turns: Vec<(&str, String)> = c["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                let role = m["role"].as_str().unwrap_or("user");
+                (role, m["content"].as_str().unwrap_or("").to_owned())
+            })
+            .collect();
+        let user_id = c.get("customer").cloned().unwrap_or(Value::Null);
+        out.push(v2_conversation(
+            &mut rng,
+            c["id"].as_str().unwrap_or(""),
+            created,
+            user_id,
+            v2_label(c.get("source")),
+            &turns,
+            traits(i),
+        ));
+    }
+    for (k, label) in CHATBASE_V2_ONLY_LABELS
+        .iter()
+        .flat_map(|l| std::iter::repeat_n(*l, CHATBASE_V2_PER_ONLY_LABEL))
+        .enumerate()
+    {
+        let i = v1.len() + k;
+        let id = unique(&mut seen, || format!("conv_{:016x}", rng.next_u64()));
+        let created = created_in_2024(&mut rng, Stamp::Zulu);
+        let topic = rng.pick(TOPICS);
+        let turns = [
+            ("user", text(&mut rng, USER_OPENERS, topic)),
+            ("assistant", text(&mut rng, ANSWERS, topic)),
+        ];
+        let user_id = json!(customer(&mut rng));
+        out.push(v2_conversation(
+            &mut rng,
+            &id,
+            created,
+            user_id,
+            json!(label),
+            &turns,
+            traits(i),
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -719,6 +1003,86 @@ mod tests {
             assert_eq!(set(seed, Vendor::Chatbase, CHATBASE_EMPTY_BOT).len(), 0);
             assert_eq!(set(seed, Vendor::Chatzuri, CHATZURI_BOT).len(), 64);
             assert_eq!(set(seed, Vendor::Chatling, CHATLING_BOT).len(), 83);
+            assert_eq!(set(seed, Vendor::ChatbaseV2, CHATBASE_V2_BOT).len(), 161);
+            assert_eq!(
+                set(seed, Vendor::ChatbaseV2, CHATBASE_V2_EMPTY_BOT).len(),
+                0
+            );
+        }
+    }
+
+    #[test]
+    fn chatbase_v2_is_the_v1_agent_in_the_export_shape_plus_v2_only_channels() {
+        for seed in SEEDS {
+            let v1 = set(seed, Vendor::Chatbase, CHATBASE_BOT);
+            let v2 = set(seed, Vendor::ChatbaseV2, CHATBASE_V2_BOT);
+            for (old, new) in v1.iter().zip(&v2) {
+                assert_eq!(old["id"], new["id"]);
+                let instant = DateTime::parse_from_rfc3339(str_of(old, "created_at"))
+                    .expect("RFC 3339")
+                    .with_timezone(&Utc);
+                let secs = new["createdAt"].as_f64().expect("Unix seconds");
+                assert_eq!((secs * 1000.0).round() as i64, instant.timestamp_millis());
+                assert_eq!(
+                    old.get("customer").cloned().unwrap_or(Value::Null),
+                    new["userId"]
+                );
+                let old_texts: Vec<&str> = old["messages"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| str_of(m, "content"))
+                    .collect();
+                let new_texts: Vec<&str> = new["messages"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|m| m["parts"].as_array().into_iter().flatten())
+                    .filter(|p| p["type"] == "text")
+                    .map(|p| str_of(p, "text"))
+                    .collect();
+                for t in old_texts {
+                    assert!(new_texts.contains(&t), "{t}");
+                }
+            }
+            let labels: HashSet<Option<&str>> = v2.iter().map(|c| c["source"].as_str()).collect();
+            for label in CHATBASE.labels.iter().chain(CHATBASE_V2_ONLY_LABELS) {
+                assert!(labels.contains(&Some(*label)), "{label}");
+            }
+            assert!(labels.contains(&None), "a null source");
+            assert_eq!(labels.len(), 23, "the export's 22 labels and null");
+            assert_eq!(
+                count(&v2, |c| c["status"] == "taken_over"),
+                CHATBASE_V2_TAKEN_OVER
+            );
+            let parts = |c: &Value| -> Vec<Vec<String>> {
+                c["messages"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| {
+                        m["parts"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|p| str_of(p, "type").to_owned())
+                            .collect()
+                    })
+                    .collect()
+            };
+            assert_eq!(
+                count(&v2, |c| parts(c).iter().any(|p| p.len() == 4
+                    && p[1] == "tool-call"
+                    && p[2] == "tool-result")),
+                CHATBASE_V2_TOOL_CALLS
+            );
+            assert_eq!(
+                count(&v2, |c| parts(c)
+                    .iter()
+                    .any(|p| p.as_slice() == ["tool-call", "tool-result"])),
+                CHATBASE_V2_TOOL_ONLY
+            );
+            assert!(count(&v2, |c| c["createdAt"].is_f64()) >= 12, "fractions");
         }
     }
 

@@ -62,7 +62,8 @@ pub enum FaultKind {
     /// 200 with `application/json` and a body that is not JSON.
     Malformed,
     /// 200 with valid JSON of the wrong shape for the vendor (`{"data":"nope"}`,
-    /// Chatling `{"status":"success","data":{"items":[]}}`).
+    /// Chatling `{"status":"success","data":{"items":[]}}`, Chatbase v2
+    /// `{"data":"nope","pagination":{}}`).
     WrongShape,
     /// 200 with a valid JSON body of exactly `bytes` bytes (at least the few bytes of an
     /// empty answer), streamed chunked in 64 KiB pieces generated on the fly, so memory
@@ -154,6 +155,7 @@ pub(crate) async fn respond(
             let body = body.map(Bytes::from).unwrap_or_else(|| {
                 error_body(
                     vendor,
+                    status,
                     &format!("Injected fault: status {}", status.as_u16()),
                 )
             });
@@ -174,6 +176,7 @@ pub(crate) async fn respond(
         FaultKind::WrongShape => Answer::ok(match vendor {
             Vendor::Chatbase | Vendor::Chatzuri => Bytes::from_static(br#"{"data":"nope"}"#),
             Vendor::Chatling => Bytes::from_static(br#"{"status":"success","data":{"items":[]}}"#),
+            Vendor::ChatbaseV2 => Bytes::from_static(br#"{"data":"nope","pagination":{}}"#),
         })
         .into_response(),
         FaultKind::Huge { bytes } => huge(vendor, bytes),
@@ -190,6 +193,7 @@ fn huge(vendor: Vendor, total: usize) -> HttpResponse {
     let tail: &'static [u8] = match vendor {
         Vendor::Chatbase | Vendor::Chatzuri => br#"","data":[]}"#,
         Vendor::Chatling => br#"","status":"success","data":{"pages":{"current_page":1,"last_page":1,"per_page":5},"conversations":[],"messages":[]}}"#,
+        Vendor::ChatbaseV2 => br#"","data":[],"pagination":{"cursor":null,"hasMore":false,"total":0}}"#,
     };
     let padding = total.saturating_sub(HEAD.len() + tail.len());
     // State: (padding bytes still to send, whether HEAD and tail were sent).

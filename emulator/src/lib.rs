@@ -1,13 +1,15 @@
 //! Built-in vendor emulators.
 //!
-//! One actix server speaks the documented wire formats of all three vendors (see
-//! `vendors.md`) on a single loopback address, each vendor under its own prefix:
+//! One actix server speaks the documented wire formats of every vendor (see
+//! `vendors.md` and `vendor-docs/`) on a single loopback address, each vendor under
+//! its own prefix:
 //!
 //! | vendor | base URL (give this to the gateway) | endpoints |
 //! |---|---|---|
 //! | Chatbase | `http://ADDR/chatbase/api/v1` | `GET /get-conversations?chatbotId=…` |
 //! | Chatzuri | `http://ADDR/chatzuri/api/v1` | `GET /get-conversations?agentId=…`, legacy `POST /get-conversations` (JSON body, `chatbotId`) |
 //! | Chatling | `http://ADDR/chatling/v2` | `GET /chatbots/{bot}/conversations`, `…/{id}`, `…/{id}/messages` |
+//! | Chatbase v2 | `http://ADDR/chatbase/api/v2` | `GET /agents/{agent}/conversations/export` (cursor pages, `conversationId`) |
 //!
 //! It exists so that `chatgate demo`, the integration tests and the benchmarks have a
 //! realistic upstream without network access: the data set is generated from a seed
@@ -33,10 +35,12 @@
 //!
 //! Control API (JSON, never recorded): `POST /_emulator/faults` (a [`Fault`]),
 //! `DELETE /_emulator/faults`, `GET|DELETE /_emulator/requests`,
-//! `PUT /_emulator/chatling` (`per_page`, `messages_per_page`, `rate_limit_per_minute`).
+//! `PUT /_emulator/chatling` (`per_page`, `messages_per_page`, `rate_limit_per_minute`),
+//! `PUT /_emulator/chatbase_v2` (`rate_limit_per_10s`).
 
 mod answer;
 mod chatbase;
+mod chatbase_v2;
 mod chatling;
 mod control;
 mod data;
@@ -52,7 +56,7 @@ pub use faults::{Fault, FaultKind, SLOW_BODY_CHUNK_BYTES};
 pub use server::{start, EmulatorServer};
 pub use state::{EmulatorState, RecordedRequest};
 
-/// Which vendor a request, fault or data set belongs to; the emulator serves all three.
+/// Which vendor a request, fault or data set belongs to; the emulator serves them all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Vendor {
@@ -62,11 +66,20 @@ pub enum Vendor {
     Chatzuri,
     /// Chatling API v2 (`/chatbots/{id}/conversations…`, `status`/`data` envelope).
     Chatling,
+    /// Chatbase API v2 (`/agents/{id}/conversations/export`, cursor pages, the
+    /// `{"error": {"code", …}}` envelope).
+    #[serde(rename = "chatbase_v2")]
+    ChatbaseV2,
 }
 
 impl Vendor {
     /// All vendors, in the order used for counters.
-    pub(crate) const ALL: [Vendor; 3] = [Vendor::Chatbase, Vendor::Chatzuri, Vendor::Chatling];
+    pub(crate) const ALL: [Vendor; 4] = [
+        Vendor::Chatbase,
+        Vendor::Chatzuri,
+        Vendor::Chatling,
+        Vendor::ChatbaseV2,
+    ];
 
     /// The path prefix the vendor's own paths live under on the emulator.
     pub(crate) fn prefix(self) -> &'static str {
@@ -74,6 +87,7 @@ impl Vendor {
             Vendor::Chatbase => "/chatbase/api/v1",
             Vendor::Chatzuri => "/chatzuri/api/v1",
             Vendor::Chatling => "/chatling/v2",
+            Vendor::ChatbaseV2 => "/chatbase/api/v2",
         }
     }
 
@@ -83,6 +97,7 @@ impl Vendor {
             Vendor::Chatbase => CHATBASE_KEY,
             Vendor::Chatzuri => CHATZURI_KEY,
             Vendor::Chatling => CHATLING_KEY,
+            Vendor::ChatbaseV2 => CHATBASE_V2_KEY,
         }
     }
 
@@ -92,6 +107,7 @@ impl Vendor {
             Vendor::Chatbase => 0,
             Vendor::Chatzuri => 1,
             Vendor::Chatling => 2,
+            Vendor::ChatbaseV2 => 3,
         }
     }
 
@@ -101,6 +117,7 @@ impl Vendor {
             Vendor::Chatbase => "chatbase",
             Vendor::Chatzuri => "chatzuri",
             Vendor::Chatling => "chatling",
+            Vendor::ChatbaseV2 => "chatbase_v2",
         }
     }
 }
@@ -111,6 +128,8 @@ pub const CHATBASE_KEY: &str = "emu-chatbase-secret";
 pub const CHATZURI_KEY: &str = "emu-chatzuri-secret";
 /// The only bearer key the emulated Chatling accepts.
 pub const CHATLING_KEY: &str = "emu-chatling-secret";
+/// The only bearer key the emulated Chatbase API v2 accepts.
+pub const CHATBASE_V2_KEY: &str = "emu-chatbase-v2-secret";
 /// The seeded Chatbase bot: 137 conversations spread over 2024, with deliberate variety
 /// (timestamp forms, missing fields, both source-label spellings).
 pub const CHATBASE_BOT: &str = "cb-support";
@@ -121,6 +140,15 @@ pub const CHATZURI_BOT: &str = "cz-sales";
 /// The seeded Chatling chatbot: 83 conversations, one without messages and some longer
 /// than one messages page.
 pub const CHATLING_BOT: &str = "5551234001";
+/// The seeded Chatbase v2 agent: the same agent as [`CHATBASE_BOT`] read through API
+/// v2, as a bot moved from `chatbase` to `chatbase_v2` is (an agent's id is the same in
+/// both APIs). Its 137 conversations in the export's shape (Unix-second times, message
+/// `parts`, `userId`, `title`, `status`), some with tool calls and results, some taken
+/// over by a human, plus 24 from the channels only v2 labels (Email, Zendesk, SDKs …):
+/// 161 in all.
+pub const CHATBASE_V2_BOT: &str = CHATBASE_BOT;
+/// A Chatbase v2 agent that exists but has no conversations.
+pub const CHATBASE_V2_EMPTY_BOT: &str = CHATBASE_EMPTY_BOT;
 /// The seed `chatgate demo` and `chatgate emulate` use, so their data is reproducible.
 pub const DEFAULT_SEED: u64 = 42;
 

@@ -2,12 +2,14 @@
 //! API, and the request pipeline every vendor call goes through.
 //!
 //! Pipeline, in order (order matters, tests rely on it):
-//! 1. route by prefix (`/chatbase/api/v1`, `/chatzuri/api/v1`, `/chatling/v2`); other
+//! 1. route by prefix (`/chatbase/api/v1`, `/chatzuri/api/v1`, `/chatling/v2`,
+//!    `/chatbase/api/v2`); other
 //!    paths are a bare 404 and are not recorded;
 //! 2. take the first matching fault (before auth: a fault simulates the vendor's
 //!    infrastructure failing, whatever the request);
 //! 3. record the request (faulted ones too, so tests can count every upstream call);
-//! 4. Chatling only: the per-minute rate limit, when set;
+//! 4. Chatling and Chatbase v2 only: their rate limits, when set (Chatling's per
+//!    minute without `Retry-After`, Chatbase v2's 10-second sliding window with it);
 //! 5. bearer key check (401 in the vendor's error shape);
 //! 6. the vendor's own routing and parameter validation.
 
@@ -22,7 +24,7 @@ use bytes::Bytes;
 
 use super::answer::Answer;
 use super::state::{EmulatorState, RecordedRequest};
-use super::{chatbase, chatling, control, faults, Vendor};
+use super::{chatbase, chatbase_v2, chatling, control, faults, Vendor};
 
 /// Seconds a graceful stop waits for in-flight answers (a `SlowBody` fault could
 /// otherwise hold a test's shutdown for actix's default 30 s).
@@ -146,6 +148,16 @@ async fn vendor_entry(
         if vendor == Vendor::Chatling && state.chatling_over_limit() {
             return Answer::error(vendor, StatusCode::TOO_MANY_REQUESTS, "Too many requests");
         }
+        if vendor == Vendor::ChatbaseV2 {
+            if let Some(retry_after) = state.chatbase_v2_over_limit() {
+                return chatbase_v2::rate_limited(retry_after);
+            }
+            if !auth_ok {
+                return chatbase_v2::unauthorized(
+                    req.headers().contains_key(header::AUTHORIZATION),
+                );
+            }
+        }
         if !auth_ok {
             return Answer::error(vendor, StatusCode::UNAUTHORIZED, "Unauthorized");
         }
@@ -160,6 +172,9 @@ async fn vendor_entry(
             ),
             Vendor::Chatling => {
                 chatling::answer(&state, req.method(), sub_path, req.query_string())
+            }
+            Vendor::ChatbaseV2 => {
+                chatbase_v2::answer(&state, req.method(), sub_path, req.query_string())
             }
         }
     };

@@ -1,4 +1,5 @@
-//! The emulator's shared state: data sets, Chatling settings, faults and the request log.
+//! The emulator's shared state: data sets, Chatling settings, the vendors' rate limits,
+//! faults and the request log.
 //!
 //! Shared by every worker of the server and by the test or CLI that started it, so all of
 //! it sits behind locks or atomics. Locks are held only for short copies; a poisoned lock
@@ -8,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,9 +32,10 @@ pub struct EmulatorState {
     chatling_per_page: AtomicU32,
     chatling_messages_per_page: AtomicU32,
     chatling_rate: Mutex<RateWindow>,
+    chatbase_v2_rate: Mutex<SlidingWindow>,
     faults: Mutex<Vec<Fault>>,
     log: Mutex<VecDeque<RecordedRequest>>,
-    counts: [AtomicU64; 3],
+    counts: [AtomicU64; 4],
 }
 
 /// One vendor request as the emulator received it, for tests that count or inspect
@@ -81,19 +83,58 @@ impl RateWindow {
     }
 }
 
+/// Chatbase v2's documented limit: so many requests per 10-second *sliding* window
+/// ("scoped per API key and IP"; here per emulator). Refused requests do not count,
+/// which the docs leave open.
+#[derive(Debug, Default)]
+pub(crate) struct SlidingWindow {
+    limit: Option<u32>,
+    accepted: VecDeque<Instant>,
+}
+
+impl SlidingWindow {
+    /// The documented window.
+    pub(crate) const WINDOW: Duration = Duration::from_secs(10);
+
+    /// Counts a request made at `now`: `None` when it is within the limit, else the
+    /// whole seconds (at least 1) until the oldest request of the window slides out,
+    /// the `Retry-After` to answer.
+    pub(crate) fn over_limit(&mut self, now: Instant) -> Option<u64> {
+        let limit = self.limit?;
+        while self
+            .accepted
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= Self::WINDOW)
+        {
+            self.accepted.pop_front();
+        }
+        if self.accepted.len() < limit as usize {
+            self.accepted.push_back(now);
+            return None;
+        }
+        let oldest = self.accepted.front().copied().unwrap_or(now);
+        let left = Self::WINDOW.saturating_sub(now.saturating_duration_since(oldest));
+        Some(left.as_secs_f64().ceil().max(1.0) as u64)
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl EmulatorState {
     /// A state holding the deterministic data set for `seed`: [`CHATBASE_BOT`] (137
-    /// conversations), [`CHATBASE_EMPTY_BOT`] (none), [`CHATZURI_BOT`] (64) and
-    /// [`CHATLING_BOT`] (83), default Chatling page sizes, no faults, no rate limit.
+    /// conversations), [`CHATBASE_EMPTY_BOT`] (none), [`CHATZURI_BOT`] (64),
+    /// [`CHATLING_BOT`] (83), and the Chatbase v2 agents [`CHATBASE_V2_BOT`] (161) and
+    /// [`CHATBASE_V2_EMPTY_BOT`] (none), default Chatling page sizes, no faults, no
+    /// rate limits.
     ///
     /// [`CHATBASE_BOT`]: super::CHATBASE_BOT
     /// [`CHATBASE_EMPTY_BOT`]: super::CHATBASE_EMPTY_BOT
     /// [`CHATZURI_BOT`]: super::CHATZURI_BOT
     /// [`CHATLING_BOT`]: super::CHATLING_BOT
+    /// [`CHATBASE_V2_BOT`]: super::CHATBASE_V2_BOT
+    /// [`CHATBASE_V2_EMPTY_BOT`]: super::CHATBASE_V2_EMPTY_BOT
     pub fn new(seed: u64) -> Arc<EmulatorState> {
         let bots = data::generate(seed)
             .into_iter()
@@ -107,6 +148,7 @@ impl EmulatorState {
             chatling_per_page: AtomicU32::new(DEFAULT_CHATLING_PER_PAGE),
             chatling_messages_per_page: AtomicU32::new(DEFAULT_CHATLING_MESSAGES_PER_PAGE),
             chatling_rate: Mutex::new(RateWindow::default()),
+            chatbase_v2_rate: Mutex::new(SlidingWindow::default()),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(VecDeque::new()),
             counts: Default::default(),
@@ -114,8 +156,8 @@ impl EmulatorState {
     }
 
     /// A bot's conversations as the vendor's list returns them (newest first by
-    /// `created_at`), each the vendor-native object with its messages as the vendor
-    /// stores them. Empty for an unknown bot. Tests use this as the expected data.
+    /// `created_at`, Chatbase v2's `createdAt`), each the vendor-native object with its
+    /// messages as the vendor stores them. Empty for an unknown bot. Tests use this as the expected data.
     pub fn conversations(&self, vendor: Vendor, bot: &str) -> Vec<Value> {
         self.bot(vendor, bot)
             .map(|data| data.convs.iter().map(|c| c.value.clone()).collect())
@@ -124,8 +166,8 @@ impl EmulatorState {
 
     /// Replaces (or creates) a bot's data set with these vendor-native objects, so tests
     /// can build exactly the case they need. They are sorted newest first by
-    /// `created_at`, stable for equal timestamps; objects without a parseable
-    /// `created_at` go last.
+    /// `created_at` (Chatbase v2: `createdAt`), stable for equal timestamps; objects
+    /// without a parseable one go last.
     pub fn set_conversations(&self, vendor: Vendor, bot: &str, convs: Vec<Value>) {
         let data = Arc::new(BotData::new(vendor, convs));
         self.bots
@@ -155,6 +197,16 @@ impl EmulatorState {
         let mut window = lock(&self.chatling_rate);
         window.per_minute = per_minute;
         window.calls = 0;
+    }
+
+    /// Enables Chatbase v2's rate limit: with `Some(n)`, a request after `n` within the
+    /// last 10 seconds (a sliding window, as documented) gets 429
+    /// `RATE_LIMIT_TOO_MANY_REQUESTS` with `Retry-After`. `None` (the default)
+    /// disables it. The documented production value is 100.
+    pub fn set_chatbase_v2_rate_limit(&self, per_10s: Option<u32>) {
+        let mut window = lock(&self.chatbase_v2_rate);
+        window.limit = per_10s;
+        window.accepted.clear();
     }
 
     /// Adds a fault after the existing ones (the first matching fault applies).
@@ -215,6 +267,12 @@ impl EmulatorState {
             .map(|d| d.as_secs() / 60)
             .unwrap_or(0);
         lock(&self.chatling_rate).over_limit(minute)
+    }
+
+    /// Counts a Chatbase v2 call against its sliding window; `Some(retry_after)` when it
+    /// is over.
+    pub(crate) fn chatbase_v2_over_limit(&self) -> Option<u64> {
+        lock(&self.chatbase_v2_rate).over_limit(Instant::now())
     }
 
     /// The fault to apply to this request, if any (consuming one of its `times`).
@@ -337,6 +395,25 @@ mod tests {
         assert!(!w.over_limit(101), "the window resets at the next minute");
         w.per_minute = Some(0);
         assert!(w.over_limit(102));
+    }
+
+    #[test]
+    fn sliding_window_refuses_past_the_limit_until_the_oldest_slides_out() {
+        let mut w = SlidingWindow::default();
+        let t0 = Instant::now();
+        assert_eq!(w.over_limit(t0), None, "no limit set");
+        w.limit = Some(2);
+        w.accepted.clear();
+        assert_eq!(w.over_limit(t0), None);
+        assert_eq!(w.over_limit(t0 + Duration::from_secs(3)), None);
+        assert_eq!(w.over_limit(t0 + Duration::from_secs(4)), Some(6));
+        assert_eq!(
+            w.over_limit(t0 + Duration::from_millis(9_500)),
+            Some(1),
+            "rounded up"
+        );
+        assert_eq!(w.over_limit(t0 + Duration::from_secs(10)), None);
+        assert_eq!(w.over_limit(t0 + Duration::from_secs(11)), Some(2));
     }
 
     #[test]

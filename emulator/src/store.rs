@@ -24,8 +24,8 @@ pub(crate) struct StoredConv {
     pub(crate) value: Value,
     /// `value` serialized once.
     pub(crate) json: Bytes,
-    /// `created_at` as an instant; `None` when missing or not RFC 3339 (sorts oldest,
-    /// never matches a date filter).
+    /// `created_at` as an instant (Chatbase v2: `createdAt`, Unix seconds); `None` when
+    /// missing or unreadable (sorts oldest, never matches a date filter).
     pub(crate) created: Option<DateTime<Utc>>,
     /// Lowercase Title-case source label used by `filteredSources` (see [`source_key`]).
     pub(crate) source_key: String,
@@ -49,11 +49,16 @@ impl BotData {
             .into_iter()
             .map(|value| StoredConv {
                 json: Bytes::from(value.to_string()),
-                created: value.get("created_at").and_then(parse_instant),
+                created: match vendor {
+                    Vendor::ChatbaseV2 => value.get("createdAt").and_then(unix_instant),
+                    Vendor::Chatbase | Vendor::Chatzuri | Vendor::Chatling => {
+                        value.get("created_at").and_then(parse_instant)
+                    }
+                },
                 source_key: source_key(vendor, value.get("source")),
                 messages_desc: match vendor {
                     Vendor::Chatling => messages_newest_first(&value),
-                    Vendor::Chatbase | Vendor::Chatzuri => Vec::new(),
+                    Vendor::Chatbase | Vendor::Chatzuri | Vendor::ChatbaseV2 => Vec::new(),
                 },
                 value,
             })
@@ -85,6 +90,15 @@ fn parse_instant(v: &Value) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
+/// Reads Unix seconds, to the millisecond.
+pub(crate) fn unix_instant(v: &Value) -> Option<DateTime<Utc>> {
+    let millis = (v.as_f64()? * 1000.0).round();
+    if !millis.is_finite() || millis.abs() > 1e17 {
+        return None;
+    }
+    DateTime::from_timestamp_millis(millis as i64)
+}
+
 fn id_string(value: &Value) -> Option<String> {
     match value.get("id")? {
         Value::String(s) => Some(s.clone()),
@@ -109,7 +123,7 @@ pub(crate) fn source_key(vendor: Vendor, source: Option<&Value>) -> String {
     if lower == "website" {
         return match vendor {
             Vendor::Chatzuri => "chatzuri site".to_owned(),
-            Vendor::Chatbase | Vendor::Chatling => "chatbase site".to_owned(),
+            Vendor::Chatbase | Vendor::Chatling | Vendor::ChatbaseV2 => "chatbase site".to_owned(),
         };
     }
     lower
@@ -162,6 +176,29 @@ mod tests {
             NaiveDate::from_ymd_opt(2024, 3, 5)
         );
         assert!(data.find("zz").is_none());
+    }
+
+    #[test]
+    fn chatbase_v2_sorts_by_its_unix_seconds() {
+        let data = BotData::new(
+            Vendor::ChatbaseV2,
+            vec![
+                json!({"id": "a", "createdAt": 1_709_370_000}),
+                json!({"id": "b", "createdAt": 1_709_370_000.5}),
+                json!({"id": "c", "createdAt": "2024-03-02T09:00:00Z"}),
+                json!({"id": "d", "createdAt": 1_709_370_000}),
+            ],
+        );
+        let ids: Vec<&str> = data
+            .convs
+            .iter()
+            .filter_map(|c| c.value["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["b", "a", "d", "c"]);
+        assert_eq!(
+            data.find("b").and_then(|c| c.created_date()),
+            NaiveDate::from_ymd_opt(2024, 3, 2)
+        );
     }
 
     #[test]

@@ -252,6 +252,7 @@ impl Operation<ListResult> for V1List {
                     has_more: false,
                 },
                 vendor_page_size: None,
+                resume: Vec::new(),
             }),
         })
     }
@@ -288,6 +289,7 @@ impl Operation<ListResult> for V1List {
                 conversations,
             },
             vendor_page_size: None,
+            resume: Vec::new(),
         }))
     }
 }

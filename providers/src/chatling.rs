@@ -313,6 +313,7 @@ impl ListOp {
                 has_more,
             },
             vendor_page_size: self.per_page,
+            resume: Vec::new(),
         }))
     }
 

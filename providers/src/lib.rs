@@ -5,8 +5,8 @@
 //! [`Operation`]: a small state machine that says which [`UpstreamRequest`] to send
 //! next and consumes each [`UpstreamResponse`] until it yields a normalized result.
 //! One vendor call (Chatbase) and many (Chatling assembling a window out of
-//! vendor-sized pages) look the same to the server, and every mapping is unit-tested
-//! with the vendors' documented JSON.
+//! vendor-sized pages, Chatbase v2 following cursors) look the same to the server,
+//! and every mapping is unit-tested with the vendors' documented JSON.
 //!
 //! ```
 //! use chatgate_providers::{adapter, AdapterOptions, ListQuery, ProviderKind, Step, Target};
@@ -21,6 +21,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod chatbase;
+pub mod chatbase_v2;
 pub mod chatling;
 pub mod chatzuri;
 pub mod error;
@@ -74,6 +75,35 @@ pub struct ListResult {
     /// For vendors that choose their own page size: the size they reported, so the
     /// server can remember it and plan the next request without a probing call.
     pub vendor_page_size: Option<NonZeroU32>,
+    /// For vendors that page by cursor: the places in the stream this operation
+    /// reached at its window's start and end (only those past the stream's first
+    /// conversation), for the server to remember and hand back to
+    /// [`Adapter::list_from`]. Empty for other vendors.
+    pub resume: Vec<ResumePoint>,
+}
+
+/// A place in a cursor-paged vendor's stream, reached by one list operation and
+/// remembered by the server so a later one can start there instead of following
+/// every cursor from the vendor's first page: reading pages 1, 2, 3 … in order
+/// then costs one vendor call per vendor page.
+///
+/// A stream is one vendor bot's conversations under one set of filters
+/// ([`ListQuery::sources`] and [`ListQuery::dates`]). A point is valid for every
+/// `page` and `size` of its stream and for no other stream, so the server keys
+/// what it remembers by (provider, vendor bot id, sources, dates,
+/// [`position`](Self::position)) and hands back the one nearest before a window's
+/// start. Nothing here is vendor-specific: a cursor is opaque text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResumePoint {
+    /// How many conversations of the stream (after every filter) come before this
+    /// point: the index, in the gateway's newest-first stream, of the next one.
+    pub position: u64,
+    /// The vendor's opaque cursor for the vendor page this point lies on; `None`
+    /// for the vendor's first page.
+    pub cursor: Option<String>,
+    /// How many items of that vendor page, as the vendor sent them (before any
+    /// filter the gateway applies itself), come before this point.
+    pub skip: u32,
 }
 
 /// How a vendor pages its list. The server does not need this to execute an
@@ -87,8 +117,9 @@ pub enum Paging {
     /// Numbered pages of a size the vendor chooses (Chatling): a gateway page may
     /// span several vendor pages.
     VendorSized,
-    /// Opaque cursors (Chatbase API v2, not yet adapted): page N needs the N-1
-    /// before it.
+    /// Opaque cursors (Chatbase API v2): page N needs the cursors before it, so
+    /// a deep page walks from the vendor's first page unless the server hands the
+    /// operation a [`ResumePoint`] an earlier page reached.
     Cursor,
 }
 
@@ -168,9 +199,11 @@ pub struct VendorInfo {
     /// (`dialect = "…"`); the first is the default. Empty when there is nothing
     /// to choose.
     pub dialects: &'static [(&'static str, Dialect)],
-    /// The vendor's label for each canonical source it has, as sent in
-    /// `filteredSources` and read back from `source`. A source missing here is a
-    /// channel the vendor does not have: a filter on it alone needs no call.
+    /// The vendor's labels for each canonical source it has, as sent in its
+    /// source filter and read back from `source`. A source may have several
+    /// labels (Chatbase v2's `Widget or Iframe` and `Iframe`); the first is its
+    /// main spelling. A source missing here is a channel the vendor does not
+    /// have: a filter on it alone needs no call.
     pub source_labels: &'static [(Source, &'static str)],
     /// How the vendor pages its list.
     pub paging: Paging,
@@ -193,11 +226,17 @@ impl VendorInfo {
             .map_or_else(Dialect::default, |&(_, d)| d)
     }
 
-    /// The vendor's label for `source`, or `None` when it has no such channel.
+    /// The vendor's (main) label for `source`, or `None` when it has no such
+    /// channel.
     pub fn source_label(&self, source: Source) -> Option<&'static str> {
+        self.source_labels_of(source).next()
+    }
+
+    /// Every label the vendor uses for `source`, main spelling first.
+    pub fn source_labels_of(&self, source: Source) -> impl Iterator<Item = &'static str> {
         self.source_labels
             .iter()
-            .find(|(s, _)| *s == source)
+            .filter(move |(s, _)| *s == source)
             .map(|&(_, l)| l)
     }
 }
@@ -226,6 +265,23 @@ pub trait Adapter: Send + Sync {
         vendor_page_size: Option<NonZeroU32>,
     ) -> ListOperation;
 
+    /// Like [`list`](Self::list), starting from `from`: a [`ResumePoint`] an
+    /// earlier operation returned for the same vendor bot, sources and dates.
+    /// Only cursor-paged vendors use it; the others ignore it (this default).
+    ///
+    /// A point after the window's start, or one the vendor no longer accepts,
+    /// costs a walk from the vendor's first page, never a wrong window.
+    fn list_from(
+        &self,
+        target: Target<'_>,
+        query: &ListQuery,
+        vendor_page_size: Option<NonZeroU32>,
+        from: Option<&ResumePoint>,
+    ) -> ListOperation {
+        let _ = from;
+        self.list(target, query, vendor_page_size)
+    }
+
     /// Reads one conversation with every message, or
     /// [`ProviderError::NotSupported`] when the vendor has no such endpoint.
     fn get(
@@ -245,6 +301,7 @@ pub fn adapter(kind: ProviderKind, options: &AdapterOptions) -> Box<dyn Adapter>
         ProviderKind::Chatbase => Box::new(chatbase::Chatbase),
         ProviderKind::Chatzuri => Box::new(chatzuri::Chatzuri::new(options.dialect)),
         ProviderKind::Chatling => Box::new(chatling::Chatling::new(options.max_scan_pages)),
+        ProviderKind::ChatbaseV2 => Box::new(chatbase_v2::ChatbaseV2::new(options.max_scan_pages)),
     }
 }
 
@@ -255,6 +312,7 @@ impl ProviderKind {
             ProviderKind::Chatbase => &chatbase::INFO,
             ProviderKind::Chatzuri => &chatzuri::INFO,
             ProviderKind::Chatling => &chatling::INFO,
+            ProviderKind::ChatbaseV2 => &chatbase_v2::INFO,
         }
     }
 }
@@ -272,6 +330,9 @@ mod tests {
             assert_eq!(ProviderKind::parse(info.kind_name), Some(kind));
             assert_eq!(kind.as_str(), info.kind_name);
             assert_eq!(info.kind_name, info.kind_name.to_ascii_lowercase());
+            // `provider` in answers is the serialized kind.
+            let serialized = serde_json::to_value(kind).unwrap();
+            assert_eq!(serialized, info.kind_name);
             assert_eq!(adapter(kind, &AdapterOptions::default()).kind(), kind);
         }
     }
@@ -310,13 +371,21 @@ mod tests {
         let mut seen: Vec<(&str, Source)> = Vec::new();
         for kind in ProviderKind::ALL {
             let info = kind.info();
-            let sources: HashSet<Source> = info.source_labels.iter().map(|(s, _)| *s).collect();
+            let labels: HashSet<String> = info
+                .source_labels
+                .iter()
+                .map(|(_, l)| l.to_ascii_lowercase())
+                .collect();
             assert_eq!(
-                sources.len(),
+                labels.len(),
                 info.source_labels.len(),
-                "{kind}: a source twice"
+                "{kind}: a label twice"
             );
             for &(source, label) in info.source_labels {
+                assert_eq!(
+                    info.source_label(source),
+                    info.source_labels_of(source).next()
+                );
                 // Labels are read back without knowing the vendor.
                 for &(other_label, other) in &seen {
                     if other_label.eq_ignore_ascii_case(label) {

@@ -25,11 +25,20 @@ pub enum ProviderKind {
     Chatzuri,
     /// Chatling API v2 (enveloped answers, vendor-sized pages).
     Chatling,
+    /// Chatbase API v2 (cursor pages of at most 20, conversations of every source
+    /// through its export endpoint). Spelled `chatbase_v2`, as its descriptor says.
+    #[serde(rename = "chatbase_v2")]
+    ChatbaseV2,
 }
 
 impl ProviderKind {
     /// Every kind, in a stable order (for validation messages and docs).
-    pub const ALL: [ProviderKind; 3] = [Self::Chatbase, Self::Chatzuri, Self::Chatling];
+    pub const ALL: [ProviderKind; 4] = [
+        Self::Chatbase,
+        Self::Chatzuri,
+        Self::Chatling,
+        Self::ChatbaseV2,
+    ];
 
     /// The lowercase name used in config (`kind = "…"`) and in responses.
     pub fn as_str(self) -> &'static str {

@@ -36,13 +36,27 @@ pub enum Source {
     Playground,
     /// Chatbase's action preview.
     ActionPreview,
+    /// Email (Chatbase v2 `Email`).
+    Email,
+    /// A phone call (Chatbase v2 `Phone`).
+    Phone,
+    /// Zendesk, its ticketing and its Messaging channel alike (Chatbase v2
+    /// `Zendesk`, `Zendesk Messaging`).
+    Zendesk,
+    /// Salesforce (Chatbase v2 `Salesforce`).
+    Salesforce,
+    /// A vendor's Android SDK in a customer's app (Chatbase v2 `Android SDK`).
+    AndroidSdk,
+    /// A vendor's iOS SDK in a customer's app (Chatbase v2 `iOS SDK`).
+    IosSdk,
     /// Unknown, missing or explicitly unspecified.
     Unspecified,
 }
 
 impl Source {
-    /// Every canonical source, in the order of SPEC §2.5.
-    pub const ALL: [Source; 10] = [
+    /// Every canonical source: SPEC §2.5's, then the channels Chatbase v2 added
+    /// that are real and common elsewhere too, `unspecified` last.
+    pub const ALL: [Source; 16] = [
         Self::Api,
         Self::Website,
         Self::Widget,
@@ -52,6 +66,12 @@ impl Source {
         Self::Slack,
         Self::Playground,
         Self::ActionPreview,
+        Self::Email,
+        Self::Phone,
+        Self::Zendesk,
+        Self::Salesforce,
+        Self::AndroidSdk,
+        Self::IosSdk,
         Self::Unspecified,
     ];
 
@@ -67,6 +87,12 @@ impl Source {
             Self::Slack => "slack",
             Self::Playground => "playground",
             Self::ActionPreview => "action_preview",
+            Self::Email => "email",
+            Self::Phone => "phone",
+            Self::Zendesk => "zendesk",
+            Self::Salesforce => "salesforce",
+            Self::AndroidSdk => "android_sdk",
+            Self::IosSdk => "ios_sdk",
             Self::Unspecified => "unspecified",
         }
     }
@@ -132,6 +158,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_source_serializes_as_its_canonical_id() {
+        for source in Source::ALL {
+            let json = serde_json::to_value(source).unwrap();
+            assert_eq!(json, source.as_str());
+            assert_eq!(Source::parse_filter(source.as_str()), Some(source));
+        }
+    }
+
+    #[test]
+    fn chatbase_v2_channels_have_canonical_sources_and_both_zendesks_are_one() {
+        assert_eq!(Source::parse_filter("email"), Some(Source::Email));
+        assert_eq!(
+            Source::parse_filter("Zendesk Messaging"),
+            Some(Source::Zendesk)
+        );
+        assert_eq!(Source::parse_filter("ios sdk"), Some(Source::IosSdk));
+        assert_eq!(
+            Source::parse_filter("android_sdk"),
+            Some(Source::AndroidSdk)
+        );
+        assert_eq!(Source::parse_filter("Iframe"), Some(Source::Widget));
+        assert_eq!(Source::from_vendor(Some("Agent page")), Source::Unspecified);
+        assert_eq!(
+            Source::Zendesk.vendor_label(ProviderKind::ChatbaseV2),
+            Some("Zendesk")
+        );
+        assert_eq!(Source::Email.vendor_label(ProviderKind::Chatbase), None);
     }
 
     #[test]

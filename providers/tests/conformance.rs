@@ -21,7 +21,7 @@ struct Subject {
     paging: Paging,
 }
 
-fn subjects() -> [Subject; 4] {
+fn subjects() -> [Subject; 5] {
     [
         Subject {
             kind: ProviderKind::Chatbase,
@@ -50,6 +50,13 @@ fn subjects() -> [Subject; 4] {
             vendor_id: "chatling-bot-42",
             list_fixture: "chatling/conformance_list.json",
             paging: Paging::VendorSized,
+        },
+        Subject {
+            kind: ProviderKind::ChatbaseV2,
+            dialect: Dialect::Current,
+            vendor_id: "5QHA6VB-DIAbBhxwqxfdi",
+            list_fixture: "chatbase_v2/conformance.json",
+            paging: Paging::Cursor,
         },
     ]
 }
@@ -313,6 +320,25 @@ fn single_conversation_reads_conform_or_are_not_supported() {
             ProviderKind::Chatbase | ProviderKind::Chatzuri => {
                 let err = a.get(target(s.vendor_id), "1002", false).err().unwrap();
                 assert!(matches!(err, ProviderError::NotSupported(_)), "{}", s.kind);
+            }
+            ProviderKind::ChatbaseV2 => {
+                // One call: the export with `conversationId`, messages embedded.
+                let mut op = a.get(target(s.vendor_id), "1002", false).unwrap();
+                let (result, request) = one_call(
+                    op.as_mut(),
+                    ok(fixture("chatbase_v2/conformance_get_1002.json")),
+                );
+                assert_eq!(pairs(&request), [("conversationId", "1002")]);
+                let c = result.unwrap();
+                check_conversation(s.kind, s.vendor_id, &c);
+                let listed = list(&s, false);
+                let in_list = listed
+                    .page
+                    .conversations
+                    .iter()
+                    .find(|l| l.id == "1002")
+                    .unwrap();
+                assert_eq!(json_of(&c), json_of(in_list));
             }
             ProviderKind::Chatling => {
                 let mut op = a.get(target(s.vendor_id), "1002", false).unwrap();

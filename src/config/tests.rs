@@ -192,7 +192,7 @@ fn a_client_key_may_be_given_as_its_sha256() {
 
 #[test]
 fn rejects_an_unknown_provider_kind() {
-    let known = "(known: `chatbase`, `chatzuri`, `chatling`)";
+    let known = "(known: `chatbase`, `chatzuri`, `chatling`, `chatbase_v2`)";
     assert_reports(
         &problems_with("[providers.acme]\napi_key = \"k\""),
         &format!(
@@ -579,7 +579,7 @@ bots = ["support", "ghost"]
         err.problems,
         [
             "`providers.acme`: unknown provider kind `acme` (known: `chatbase`, `chatzuri`, \
-             `chatling`); set `kind` when the table name is not a kind",
+             `chatling`, `chatbase_v2`); set `kind` when the table name is not a kind",
             "`providers.chatbase.api_key`: is required (or set \
              CHATGATE_PROVIDERS__CHATBASE__API_KEY)",
             "`providers.chatbase.base_url`: \"ftp://example.com\" must start with http:// or \

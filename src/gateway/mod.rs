@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chatgate_providers::{
-    adapter, Adapter, Conversation, ListQuery, Operation, Page, PageNumber, PageSize,
+    adapter, Adapter, Conversation, ListQuery, Operation, Page, PageNumber, PageSize, Paging,
     ProviderError, ProviderKind, Step, Target, UpstreamRequest,
 };
 use secrecy::ExposeSecret;
@@ -43,6 +43,7 @@ use crate::merge::{self, Chunk, ChunkCache, ChunkKey, ChunkSource, CHUNK};
 use crate::metrics::{Metrics, UpstreamOutcome};
 use crate::upstream::{TransportError, Upstream};
 
+pub mod resume;
 pub mod retry;
 
 use retry::{Decision, Failed, RetryPolicy};
@@ -66,6 +67,8 @@ pub struct ProviderRuntime {
     /// The vendor's own page size, once seen (0 = not yet), so later requests can
     /// jump straight to the right vendor page.
     vendor_page_size: AtomicU32,
+    /// Where cursor-paged streams were left, so later pages start there.
+    resume: resume::ResumePoints,
 }
 
 impl ProviderRuntime {
@@ -76,6 +79,7 @@ impl ProviderRuntime {
             breaker: CircuitBreaker::new(config.circuit_failure_threshold, config.circuit_cooldown),
             paused_until: Mutex::new(None),
             vendor_page_size: AtomicU32::new(0),
+            resume: resume::ResumePoints::default(),
             config,
         }
     }
@@ -477,13 +481,27 @@ impl Gateway {
             bot: bot_name,
             chatbot_id: &backend.chatbot_id,
         };
-        let op = provider.adapter.list(target, query, hint);
+        // A cursor-paged vendor starts where an earlier page of the stream ended.
+        let from = match provider.adapter.paging() {
+            Paging::Cursor => {
+                let now = self.clock.now();
+                provider.resume.nearest(&backend.chatbot_id, query, now)
+            }
+            Paging::CallerSized | Paging::VendorSized => None,
+        };
+        let op = provider
+            .adapter
+            .list_from(target, query, hint, from.as_ref());
         let result = self.drive(ctx, provider, op).await?;
         if let Some(size) = result.vendor_page_size {
             provider
                 .vendor_page_size
                 .store(size.get(), Ordering::Relaxed);
         }
+        let now = self.clock.now();
+        provider
+            .resume
+            .remember(&backend.chatbot_id, query, &result.resume, now);
         Ok(result.page)
     }
 

@@ -5,7 +5,12 @@
 //!
 //! Without `redis-server` on the PATH the test fails (it never passes
 //! silently): `scripts/test` installs it, or `apt-get install -y redis-server`.
-#![allow(dead_code, clippy::unwrap_used, missing_docs, clippy::disallowed_methods)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    missing_docs,
+    clippy::disallowed_methods
+)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
