@@ -17,7 +17,8 @@ pub const SCOPED_KEY: &str = "support-only-key-0123456789";
 
 /// A complete config for the gateway against a running emulator: one bot per
 /// vendor (`support` on Chatbase, `sales` on Chatzuri, `sales-legacy` on Chatzuri's
-/// legacy dialect, `helpdesk` on Chatling), `migrating` reading Chatbase and
+/// legacy dialect, `helpdesk` on Chatling, `support-v2` on Chatbase API v2),
+/// `migrating` reading Chatbase and
 /// Chatling together, and two clients.
 pub fn config_toml(emu: &EmulatorServer, bind: SocketAddr) -> String {
     format!(
@@ -44,6 +45,11 @@ api_key = "{chatzuri_key}"
 base_url = "{chatling}"
 api_key = "{chatling_key}"
 
+[providers.chatbase-v2]
+kind = "chatbase_v2"
+base_url = "{chatbase_v2}"
+api_key = "{chatbase_v2_key}"
+
 [bots.support]
 provider = "chatbase"
 chatbot_id = "{chatbase_bot}"
@@ -59,6 +65,12 @@ chatbot_id = "{chatzuri_bot}"
 [bots.helpdesk]
 provider = "chatling"
 chatbot_id = "{chatling_bot}"
+
+# The same Chatbase agent read through Chatbase's API v2: a bot moves from v1 to
+# v2 by changing `provider` (and nothing else a caller sees).
+[bots.support-v2]
+provider = "chatbase-v2"
+chatbot_id = "{chatbase_v2_bot}"
 
 # A bot mid-migration from Chatbase to Chatling: both histories, merged.
 [[bots.migrating.backends]]
@@ -84,6 +96,9 @@ burst = 5
         chatbase = emu.base_url(Vendor::Chatbase),
         chatzuri = emu.base_url(Vendor::Chatzuri),
         chatling = emu.base_url(Vendor::Chatling),
+        chatbase_v2 = emu.base_url(Vendor::ChatbaseV2),
+        chatbase_v2_key = emulator::CHATBASE_V2_KEY,
+        chatbase_v2_bot = emulator::CHATBASE_V2_BOT,
         chatbase_key = emulator::CHATBASE_KEY,
         chatzuri_key = emulator::CHATZURI_KEY,
         chatling_key = emulator::CHATLING_KEY,
@@ -132,6 +147,7 @@ fn instructions(addr: SocketAddr, chatling_id: &str) -> String {
     format!(
         r#"chatgate demo: emulated Chatbase, Chatzuri and Chatling behind the gateway at {base}
 Bots: support (Chatbase), sales (Chatzuri), sales-legacy (Chatzuri, legacy POST dialect), helpdesk (Chatling),
+      support-v2 (the same Chatbase agent through Chatbase's API v2, cursor-paged),
       migrating (Chatbase and Chatling merged, as during a migration)
 
 # The bots this key may read
@@ -142,6 +158,9 @@ curl -s {auth} '{base}/api/v1/get-conversations?chatbotId=support&size=2'; echo
 
 # Filters: sources by canonical id or vendor label, inclusive UTC dates
 curl -s {auth} '{base}/api/v1/get-conversations?chatbotId=support&filteredSources=whatsapp,Widget%20or%20Iframe&startDate=2024-03-01&endDate=2024-08-31&size=3'; echo
+
+# The same agent through Chatbase API v2: the same normalized shape (X-Provider: chatbase_v2)
+curl -s -i {auth} '{base}/api/v1/get-conversations?chatbotId=support-v2&size=2'; echo
 
 # Chatzuri, page 2 (Chatzuri's own parameter name works too)
 curl -s {auth} '{base}/api/v1/get-conversations?agentId=sales&page=2&size=3'; echo

@@ -180,6 +180,7 @@ async fn emulate(bind: SocketAddr) -> std::io::Result<()> {
         emulator::Vendor::Chatbase,
         emulator::Vendor::Chatzuri,
         emulator::Vendor::Chatling,
+        emulator::Vendor::ChatbaseV2,
     ] {
         println!("{vendor:?}: {}", emu.base_url(vendor));
     }

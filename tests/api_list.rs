@@ -460,6 +460,7 @@ async fn bots_endpoint_lists_what_the_key_may_read() {
             {"name": "sales", "provider": "chatzuri"},
             {"name": "sales-legacy", "provider": "chatzuri"},
             {"name": "support", "provider": "chatbase"},
+            {"name": "support-v2", "provider": "chatbase_v2"},
         ]})
     );
     let scoped = h

@@ -34,7 +34,7 @@ fn the_repo_config_is_valid() {
     let (ok, text) = check_config(repo_config(), &[]);
     assert!(ok, "{text}");
     assert!(
-        text.contains("3 provider(s), 3 bot(s), 2 client(s)"),
+        text.contains("4 provider(s), 4 bot(s), 2 client(s)"),
         "{text}"
     );
 }
@@ -302,8 +302,8 @@ fn demo_prints_curl_commands_that_work_as_printed() {
             break;
         }
     }
-    assert_eq!(curls.len(), 10, "{curls:#?}");
-    let expected = [200, 200, 200, 200, 200, 200, 200, 200, 400, 403];
+    assert_eq!(curls.len(), 11, "{curls:#?}");
+    let expected = [200, 200, 200, 200, 200, 200, 200, 200, 200, 400, 403];
     for (line, want) in curls.iter().zip(expected) {
         let (method, headers, body, url) = parse_curl(line);
         let rest = url.strip_prefix("http://127.0.0.1:").unwrap();

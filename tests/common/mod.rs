@@ -247,7 +247,13 @@ pub fn unlimited(toml: String) -> String {
             "requests_per_minute = 60\nburst = 5",
             "requests_per_minute = 1000000\nburst = 100000",
         );
-    for provider in ["chatbase", "chatzuri", "chatzuri-legacy", "chatling"] {
+    for provider in [
+        "chatbase",
+        "chatzuri",
+        "chatzuri-legacy",
+        "chatling",
+        "chatbase-v2",
+    ] {
         let table = format!("[providers.{provider}]\n");
         toml = toml.replace(
             &table,
