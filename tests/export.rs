@@ -30,6 +30,8 @@ fn setup_with(extra: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("chatgate.toml");
     let base = format!("http://127.0.0.1:{emu_port}");
+    // `BASE` in the extra tables stands for the emulator's address.
+    let extra = extra.replace("BASE", &base);
     std::fs::write(
         &config,
         format!(
@@ -418,4 +420,32 @@ fn a_vendor_asking_to_wait_forever_stops_the_export_cleanly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("--resume"), "{stderr}");
+}
+
+#[test]
+fn a_chatbase_v2_bot_exports_what_the_api_pages_give() {
+    let s = setup_with(
+        r#"
+[providers.chatbase-v2]
+kind = "chatbase_v2"
+base_url = "BASE/chatbase/api/v2"
+api_key = "emu-chatbase-v2-secret"
+max_requests_per_second = 10000
+max_retries = 0
+
+[bots.support-v2]
+provider = "chatbase-v2"
+chatbot_id = "cb-support"
+"#,
+    );
+    let out = s.out("v2.jsonl");
+    let text = ok(&s.export(&["--bot", "support-v2", "--page-size", "30"], &out));
+    let exported = lines(&out);
+    let api = s.api_all("chatbotId=support-v2");
+    assert!(api.len() > 100, "{}", api.len());
+    assert_eq!(exported, api);
+    assert!(
+        text.contains(&format!("exported {} conversation(s)", api.len())),
+        "{text}"
+    );
 }
