@@ -6,6 +6,11 @@
 //! - per remote IP: failed authentications, so keys cannot be brute-forced. Its
 //!   keyed state is pruned, so a flood of distinct IPs cannot grow memory without
 //!   bound.
+//!
+//! With `[redis]`, the client and provider limits are decided in the shared
+//! store instead ([`crate::redis::gcra`], same numbers), so several instances
+//! grant one quota; the in-memory limiters here remain the fallback while Redis
+//! fails. Failed authentications stay per instance.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

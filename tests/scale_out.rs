@@ -190,3 +190,24 @@ async fn requests_are_served_while_redis_is_gone_and_shared_again_after() {
     b.stop().await;
     a.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_reload_changing_redis_keeps_the_store_it_started_with() {
+    let redis = RedisServer::start();
+    let (a, b) = two_instances(&redis).await;
+    // B is told of another prefix: it warns and keeps sharing on the old one.
+    let toml = edit(
+        unlimited(demo::config_toml(&a.emu, ANY_ADDR.parse().unwrap())),
+        &redis.url(),
+    )
+    .replace("key_prefix = \"scale-out:\"", "key_prefix = \"elsewhere:\"");
+    b.state
+        .apply(config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}")));
+    let admitted = spend_alternating(&a.base, &base_of(&b), TIGHT_KEY).await;
+    assert!(
+        (BURST - 1..=BURST + 1).contains(&admitted),
+        "still one burst after the reload: {admitted}"
+    );
+    b.stop().await;
+    a.stop().await;
+}

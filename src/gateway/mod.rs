@@ -6,8 +6,12 @@
 //! Every vendor call passes the same phases, in this order:
 //! 1. **pause** — after a vendor 429 no call reaches that vendor until its
 //!    `Retry-After` (Chatling: the next full minute). A request that can afford it
-//!    waits the rest of the window out once; others get 429 at once.
-//! 2. **quota guard** — `max_requests_per_second` across every caller.
+//!    waits the rest of the window out once; others get 429 at once. With
+//!    `[redis]` the pause is shared: a 429 heard by any instance (or by
+//!    `chatgate export`) pauses all of them.
+//! 2. **quota guard** — `max_requests_per_second` across every caller; with
+//!    `[redis]`, across every instance too (one GCRA bucket per vendor
+//!    account). A Redis failure falls back to this instance's guard and pause.
 //! 3. **circuit breaker** — refused while open (503), one probe when half-open.
 //! 4. **the call**, then the adapter's verdict on the answer, which is the
 //!    breaker's outcome: 5xx, timeouts, connection errors and invalid bodies are
