@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use awc::http::StatusCode;
 use chatgate::config;
 use chatgate::demo::{self, DEMO_KEY};
+use chatgate::export::{ExportArgs, ExportError};
 use chatgate::server::{self, RunningServer};
 use chatgate_emulator::{self as emulator, EmulatorState, Vendor};
 use common::redis::RedisServer;
@@ -207,6 +208,46 @@ async fn a_reload_changing_redis_keeps_the_store_it_started_with() {
     assert!(
         (BURST - 1..=BURST + 1).contains(&admitted),
         "still one burst after the reload: {admitted}"
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+#[actix_rt::test]
+async fn export_honours_the_pause_the_instances_share() {
+    let redis = RedisServer::start();
+    let (a, b) = two_instances(&redis).await;
+    a.state()
+        .add_fault(fault_n(Vendor::Chatbase, Some(1), status(429, Some("60"))));
+    get(&a.base, DEMO_KEY, &page(0))
+        .await
+        .expect_error(429, "upstream_rate_limited");
+    let calls = a.calls(Vendor::Chatbase);
+    let dir = tempfile::tempdir().unwrap();
+    let toml = edit(
+        unlimited(demo::config_toml(&a.emu, ANY_ADDR.parse().unwrap())),
+        &redis.url(),
+    );
+    let config = config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}"));
+    let args = ExportArgs {
+        bot: "support".to_owned(),
+        since: None,
+        until: None,
+        sources: None,
+        out: dir.path().join("out.jsonl"),
+        resume: false,
+        include_raw: false,
+        page_size: 10,
+    };
+    let result = chatgate::export::run(config, args).await;
+    assert!(
+        matches!(result, Err(ExportError::Upstream { .. })),
+        "the export stops on the shared pause: {result:?}"
+    );
+    assert_eq!(
+        a.calls(Vendor::Chatbase),
+        calls,
+        "export made no vendor call"
     );
     b.stop().await;
     a.stop().await;
