@@ -252,3 +252,12 @@ async fn export_honours_the_pause_the_instances_share() {
     b.stop().await;
     a.stop().await;
 }
+
+#[actix_rt::test]
+async fn an_instance_without_redis_never_reports_it() {
+    let h = Harness::start().await;
+    h.get(&page(0)).await.ok();
+    let text = metrics_text(&h.base).await;
+    assert!(!text.contains("chatgate_redis"), "{text}");
+    h.stop().await;
+}
