@@ -28,6 +28,7 @@ use crate::gateway::{CallCtx, Gateway, UpstreamStats};
 use crate::merge::{ChunkCache, ChunkSource, Merger};
 use crate::metrics::Metrics;
 use crate::query as params;
+use crate::redis::SharedStore;
 use crate::upstream::{tls_config, BodyBudget, Upstream};
 
 /// What to export.
@@ -285,7 +286,17 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
     let (_, chunk_bytes) = split_cache_budget(config.cache.max_bytes);
     let chunks = Arc::new(ChunkCache::new(&config.cache, chunk_bytes, clock.clone()));
     let budget = BodyBudget::new(config.server.max_inflight_body_bytes);
-    let gateway = Gateway::new(config, metrics, chunks, None, &clock);
+    // Its own store on the same `[redis]`: export draws from the vendor guard
+    // and honours the 429 pause the serving instances share, so running it
+    // beside them no longer doubles the vendor quota.
+    let store = match &config.redis {
+        Some(settings) => Some(
+            SharedStore::new(settings.clone(), metrics.clone(), clock.clone())
+                .map_err(|e| ExportError::Usage(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let gateway = Gateway::new(config, metrics, chunks, None, &clock, store);
     let upstream = Upstream::new(tls_config(), budget, clock.clone());
     let mut out = OpenOptions::new()
         .append(true)

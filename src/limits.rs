@@ -6,6 +6,11 @@
 //! - per remote IP: failed authentications, so keys cannot be brute-forced. Its
 //!   keyed state is pruned, so a flood of distinct IPs cannot grow memory without
 //!   bound.
+//!
+//! With `[redis]`, the client and provider limits are decided in the shared
+//! store instead ([`crate::redis::gcra`], same numbers), so several instances
+//! grant one quota; the in-memory limiters here remain the fallback while Redis
+//! fails. Failed authentications stay per instance.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,6 +25,8 @@ use governor::{Quota, RateLimiter};
 
 use crate::clock::Clock;
 use crate::config::{ClientConfig, Rate};
+use crate::redis::gcra::{self, GcraParams};
+use crate::redis::SharedStore;
 
 type Direct = RateLimiter<NotKeyed, InMemoryState, Clock, StateInformationMiddleware>;
 type PlainDirect = RateLimiter<NotKeyed, InMemoryState, Clock, NoOpMiddleware<Instant>>;
@@ -47,9 +54,11 @@ pub struct RateInfo {
     pub retry_after: Option<Duration>,
 }
 
-/// One limiter per configured client.
+/// One limiter per configured client; with `[redis]`, the shared bucket first.
 pub struct ClientLimits {
     by_name: HashMap<String, (Rate, Arc<Direct>)>,
+    /// The shared store: every instance counts a client against one bucket.
+    store: Option<SharedStore>,
 }
 
 impl ClientLimits {
@@ -78,7 +87,39 @@ impl ClientLimits {
                     (c.name.clone(), (c.rate, limiter))
                 })
                 .collect(),
+            store: None,
         }
+    }
+
+    /// Decides in the shared `store` from now on (`None`: in memory only).
+    pub fn with_store(mut self, store: Option<SharedStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Counts one request of `client`: in the shared bucket when `[redis]` is
+    /// set, so a client's quota is one across instances; in this instance's
+    /// bucket without it, or when Redis fails (the request is still decided,
+    /// only less strictly, rather than refused or held).
+    pub async fn check_shared(&self, client: &str) -> Option<RateInfo> {
+        let (rate, _) = self.by_name.get(client)?;
+        if let Some(store) = &self.store {
+            let params = GcraParams::from_quota(&quota(rate));
+            match gcra::check(store, &store.keys().client_limit(client), params).await {
+                Ok(d) => {
+                    return Some(RateInfo {
+                        limit: d.limit,
+                        remaining: d.remaining,
+                        reset: d.reset,
+                        retry_after: d.retry_after,
+                    })
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "shared client limit unavailable; using this instance's");
+                }
+            }
+        }
+        self.check(client)
     }
 
     /// Counts one request of `client` and reports the bucket's state. `None` for

@@ -29,6 +29,26 @@ pub(super) struct RawConfig {
     pub(super) bots: BTreeMap<String, RawBot>,
     /// `[clients.<name>]`: the calling services.
     pub(super) clients: BTreeMap<String, RawClient>,
+    /// `[redis]`: the shared store. Default unset: one instance keeps all
+    /// state in memory and never touches Redis.
+    pub(super) redis: Option<RawRedis>,
+}
+
+/// `[redis]`: where the state shared by several instances (client limits,
+/// vendor guards, 429 pauses) lives. Checked by `RedisSettings::validate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawRedis {
+    /// `redis://[user:password@]host[:port][/db]` or `rediss://…`. Required
+    /// in `[redis]` (from the file or `CHATGATE_REDIS__URL`); a secret, since
+    /// it may hold a password.
+    #[serde(deserialize_with = "opt_secret")]
+    pub(super) url: Option<SecretString>,
+    /// The start of every key. Default `chatgate:`.
+    pub(super) key_prefix: Option<String>,
+    /// Bound on one Redis operation, connecting included, in milliseconds.
+    /// Default 50.
+    pub(super) timeout_ms: Option<u64>,
 }
 
 /// `[server]`.

@@ -705,3 +705,57 @@ fn problems_never_quote_a_secret() {
         assert!(!text.contains(secret), "{secret} printed in:\n{text}");
     }
 }
+
+// --- [redis] ---------------------------------------------------------------
+
+#[test]
+fn without_a_redis_table_no_store_is_configured() {
+    assert!(valid(VALID).redis.is_none());
+}
+
+#[test]
+fn a_redis_table_takes_its_url_prefix_and_timeout() {
+    let config = valid(&format!(
+        "{VALID}\n[redis]\nurl = \"redis://cache.internal:6380/2\"\nkey_prefix = \"prod:\"\ntimeout_ms = 20\n"
+    ));
+    let redis = config.redis.expect("[redis] is set");
+    assert_eq!(redis.display_url(), "redis://cache.internal:6380/2");
+    assert_eq!(redis.key_prefix, "prod:");
+    assert_eq!(redis.timeout, Duration::from_millis(20));
+    let defaults = valid(&format!("{VALID}\n[redis]\nurl = \"redis://127.0.0.1\"\n"))
+        .redis
+        .expect("[redis] is set");
+    assert_eq!(defaults.key_prefix, "chatgate:");
+    assert_eq!(defaults.timeout, Duration::from_millis(50));
+}
+
+#[test]
+fn rejects_a_redis_url_of_another_scheme_without_echoing_it() {
+    let found = problems_with("[redis]\nurl = \"http://user:hunter2-s3cret@cache:6379\"\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("`redis.url`"), "{found:?}");
+    assert!(found[0].contains("redis://"), "{found:?}");
+    assert!(!found[0].contains("hunter2"), "{found:?}");
+}
+
+#[test]
+fn rejects_every_redis_problem_at_once_and_unknown_keys() {
+    let found = problems_with("[redis]\nkey_prefix = \"\"\ntimeout_ms = 0\n");
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[0].contains("redis.url"), "{found:?}");
+    assert!(found[1].contains("redis.key_prefix"), "{found:?}");
+    assert!(found[2].contains("redis.timeout_ms"), "{found:?}");
+    let typo = problems_with("[redis]\nurl = \"redis://h\"\ntimeout = 5\n");
+    assert!(typo.iter().any(|p| p.contains("timeout")), "{typo:?}");
+}
+
+#[test]
+fn the_redis_password_never_prints() {
+    let config = valid(&format!(
+        "{VALID}\n[redis]\nurl = \"redis://svc:hunter2-s3cret@cache.internal/0\"\n"
+    ));
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(!debug.contains("svc:"), "{debug}");
+    assert!(debug.contains("redis://cache.internal:6379/0"), "{debug}");
+}

@@ -31,6 +31,10 @@ pub struct Config {
     pub bots: BTreeMap<String, Arc<BotConfig>>,
     /// `[clients.*]`, in name order.
     pub clients: Vec<Arc<ClientConfig>>,
+    /// `[redis]`, if set: the shared store several instances (and `chatgate
+    /// export`) draw their limits and pauses from. `None`: Redis is never
+    /// touched.
+    pub redis: Option<crate::redis::RedisSettings>,
 }
 
 /// `[server]`, validated.

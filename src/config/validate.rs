@@ -17,6 +17,7 @@ use super::types::{
     ServerConfig,
 };
 use super::{ConfigError, ENV_PREFIX};
+use crate::redis::RedisSettings;
 
 /// The smallest client key accepted, so a guessable key cannot slip into
 /// production by way of a test config.
@@ -34,6 +35,17 @@ pub(super) fn validate(
 
     let server = validate_server(&raw.server, &mut p);
     let cache = validate_cache(&raw.cache, &mut p);
+    let mut redis_ok = true;
+    let redis = raw.redis.as_ref().and_then(|r| {
+        let settings = RedisSettings::validate(
+            r.url.as_ref(),
+            r.key_prefix.as_deref(),
+            r.timeout_ms,
+            &mut p,
+        );
+        redis_ok = settings.is_some();
+        settings
+    });
 
     let mut providers = BTreeMap::new();
     for (name, rp) in &raw.providers {
@@ -82,7 +94,7 @@ pub(super) fn validate(
         );
     }
 
-    match (server, problems.is_empty()) {
+    match (server, problems.is_empty() && redis_ok) {
         (Some(server), true) => Ok(Config {
             path: path.to_owned(),
             server,
@@ -90,6 +102,7 @@ pub(super) fn validate(
             providers,
             bots,
             clients,
+            redis,
         }),
         _ => Err(ConfigError { problems }),
     }

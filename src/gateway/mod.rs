@@ -6,8 +6,12 @@
 //! Every vendor call passes the same phases, in this order:
 //! 1. **pause** — after a vendor 429 no call reaches that vendor until its
 //!    `Retry-After` (Chatling: the next full minute). A request that can afford it
-//!    waits the rest of the window out once; others get 429 at once.
-//! 2. **quota guard** — `max_requests_per_second` across every caller.
+//!    waits the rest of the window out once; others get 429 at once. With
+//!    `[redis]` the pause is shared: a 429 heard by any instance (or by
+//!    `chatgate export`) pauses all of them.
+//! 2. **quota guard** — `max_requests_per_second` across every caller; with
+//!    `[redis]`, across every instance too (one GCRA bucket per vendor
+//!    account). A Redis failure falls back to this instance's guard and pause.
 //! 3. **circuit breaker** — refused while open (503), one probe when half-open.
 //! 4. **the call**, then the adapter's verdict on the answer, which is the
 //!    breaker's outcome: 5xx, timeouts, connection errors and invalid bodies are
@@ -41,7 +45,11 @@ use crate::error::{GatewayError, UpstreamFailure};
 use crate::limits::ProviderGuard;
 use crate::merge::{self, Chunk, ChunkCache, ChunkKey, ChunkSource, CHUNK};
 use crate::metrics::{Metrics, UpstreamOutcome};
+use crate::redis::gcra::{self, GcraParams};
+use crate::redis::keys::VendorAccount;
+use crate::redis::{pause, SharedStore};
 use crate::upstream::{TransportError, Upstream};
+use governor::Quota;
 
 pub mod resume;
 pub mod retry;
@@ -69,11 +77,39 @@ pub struct ProviderRuntime {
     vendor_page_size: AtomicU32,
     /// Where cursor-paged streams were left, so later pages start there.
     resume: resume::ResumePoints,
+    /// The shared guard and pause of this vendor account, with `[redis]`.
+    shared: Option<SharedAccount>,
+}
+
+/// A vendor account's state in the shared store: every instance (and `chatgate
+/// export`) with the same account draws from one quota guard and honours one
+/// 429 pause. The in-memory guard and pause stay as the fallback while Redis
+/// fails, and the local pause is still set, so a Redis outage forgets nothing
+/// this instance heard.
+struct SharedAccount {
+    store: SharedStore,
+    guard_key: String,
+    pause_key: String,
+    params: GcraParams,
 }
 
 impl ProviderRuntime {
-    fn new(config: Arc<ProviderConfig>, clock: &Clock) -> Self {
+    fn new(config: Arc<ProviderConfig>, clock: &Clock, store: Option<&SharedStore>) -> Self {
+        let shared = store.map(|store| {
+            let account = VendorAccount {
+                kind: config.kind.as_str(),
+                base_url: &config.base_url,
+                api_key: config.api_key.expose_secret(),
+            };
+            SharedAccount {
+                guard_key: store.keys().vendor_guard(&account),
+                pause_key: store.keys().vendor_pause(&account),
+                params: GcraParams::from_quota(&Quota::per_second(config.max_requests_per_second)),
+                store: store.clone(),
+            }
+        });
         Self {
+            shared,
             adapter: adapter(config.kind, &config.adapter),
             guard: ProviderGuard::new(config.max_requests_per_second, clock.clone()),
             breaker: CircuitBreaker::new(config.circuit_failure_threshold, config.circuit_cooldown),
@@ -89,30 +125,77 @@ impl ProviderRuntime {
         self.config.kind
     }
 
-    /// How much of a 429 pause is left.
-    fn pause_left(&self, now: Instant) -> Option<Duration> {
+    /// How much of a 429 pause is left: the longer of this instance's and the
+    /// shared one (another instance may have heard the 429). This instance's
+    /// alone when Redis fails.
+    async fn pause_left(&self, now: Instant) -> Option<Duration> {
+        let local = self.local_pause_left(now);
+        let Some(shared) = &self.shared else {
+            return local;
+        };
+        match pause::left(&shared.store, &shared.pause_key).await {
+            Ok(remote) => local.max(remote.map(|d| d.min(self.config.max_pause))),
+            Err(_) => local,
+        }
+    }
+
+    fn local_pause_left(&self, now: Instant) -> Option<Duration> {
         let until = (*self.paused_until.lock().unwrap_or_else(|p| p.into_inner()))?;
         until.checked_duration_since(now).filter(|d| !d.is_zero())
     }
 
-    /// Extends the pause to at least `now + wait`, never past `max_pause`.
-    fn pause(&self, now: Instant, wait: Duration) {
-        let Some(new) = now.checked_add(wait.min(self.config.max_pause)) else {
-            return;
-        };
-        let mut until = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-        if until.is_none_or(|u| u < new) {
-            *until = Some(new);
+    /// Extends the pause to at least `now + wait`, never past `max_pause`, here
+    /// and in the shared store (a Redis failure is ignored: the local pause
+    /// still holds this instance back).
+    async fn pause(&self, now: Instant, wait: Duration) {
+        let wait = wait.min(self.config.max_pause);
+        if let Some(new) = now.checked_add(wait) {
+            let mut until = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+            if until.is_none_or(|u| u < new) {
+                *until = Some(new);
+            }
+        }
+        if let Some(shared) = &self.shared {
+            if let Err(e) = pause::extend(&shared.store, &shared.pause_key, wait).await {
+                tracing::debug!(error = %e, "could not share the vendor pause");
+            }
         }
     }
 
     /// Cuts a pause left from before a reload down to `max_pause` from `now`, so a
-    /// SIGHUP always bounds it by the bound in force.
+    /// SIGHUP always bounds it by the bound in force; the shared pause too, in
+    /// the background (a reload must not wait on Redis).
     fn recap_pause(&self, now: Instant) {
-        let mut until = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-        if let (Some(u), Some(cap)) = (*until, now.checked_add(self.config.max_pause)) {
-            *until = Some(u.min(cap));
+        {
+            let mut until = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+            if let (Some(u), Some(cap)) = (*until, now.checked_add(self.config.max_pause)) {
+                *until = Some(u.min(cap));
+            }
         }
+        if let (Some(shared), Ok(rt)) = (&self.shared, tokio::runtime::Handle::try_current()) {
+            let (store, key, max) = (
+                shared.store.clone(),
+                shared.pause_key.clone(),
+                self.config.max_pause,
+            );
+            rt.spawn(async move {
+                let _ = pause::cap(&store, &key, max).await;
+            });
+        }
+    }
+
+    /// Phase 2, the quota guard: the shared bucket when there is one, this
+    /// instance's when there is none or Redis fails.
+    async fn acquire_slot(&self, max_wait: Duration) -> Result<(), Duration> {
+        if let Some(shared) = &self.shared {
+            match gcra::acquire(&shared.store, &shared.guard_key, shared.params, max_wait).await {
+                Ok(result) => return result,
+                Err(e) => {
+                    tracing::debug!(error = %e, "shared quota guard unavailable; using this instance's")
+                }
+            }
+        }
+        self.guard.acquire(max_wait).await
     }
 
     fn report_circuit(&self, metrics: &Metrics, now: Instant) {
@@ -148,6 +231,8 @@ pub struct Gateway {
     chunks: Arc<ChunkCache>,
     /// What every time rule here (pause, deadline, breaker, retry) reads.
     clock: Clock,
+    /// The shared store, with `[redis]`: kept across reloads.
+    store: Option<SharedStore>,
 }
 
 /// How the vendor calls of one API request went, for the log line, and how many
@@ -308,6 +393,7 @@ impl Gateway {
         chunks: Arc<ChunkCache>,
         previous: Option<&Gateway>,
         clock: &Clock,
+        store: Option<SharedStore>,
     ) -> Self {
         let providers = config
             .providers
@@ -320,8 +406,9 @@ impl Gateway {
                 if let Some(rt) = &kept {
                     rt.recap_pause(clock.now());
                 }
-                let runtime =
-                    kept.unwrap_or_else(|| Arc::new(ProviderRuntime::new(pc.clone(), clock)));
+                let runtime = kept.unwrap_or_else(|| {
+                    Arc::new(ProviderRuntime::new(pc.clone(), clock, store.as_ref()))
+                });
                 runtime.report_circuit(&metrics, clock.now());
                 (name.clone(), runtime)
             })
@@ -332,7 +419,13 @@ impl Gateway {
             metrics,
             chunks,
             clock: clock.clone(),
+            store,
         }
+    }
+
+    /// The shared store, if `[redis]` is set.
+    pub fn store(&self) -> Option<&SharedStore> {
+        self.store.as_ref()
     }
 
     /// Sets every provider's circuit gauge to its state now (a cooldown passing
@@ -613,7 +706,7 @@ impl Gateway {
         loop {
             // 1. pause
             let now = self.clock.now();
-            if let Some(left) = provider.pause_left(now) {
+            if let Some(left) = provider.pause_left(now).await {
                 if !policy.waits_out_pause(left, waited_out_pause, now, deadline) {
                     self.metrics.rate_limited("upstream");
                     return Err(fail(UpstreamFailure::Paused(left)));
@@ -629,7 +722,7 @@ impl Gateway {
             let room = deadline
                 .saturating_duration_since(self.clock.now())
                 .min(provider.config.timeout);
-            if let Err(wait) = provider.guard.acquire(room).await {
+            if let Err(wait) = provider.acquire_slot(room).await {
                 self.metrics.rate_limited("provider");
                 tracing::warn!(wait_ms = wait.as_millis() as u64, "vendor quota guard full");
                 return Err(fail(UpstreamFailure::Throttled(wait)));
@@ -701,7 +794,7 @@ impl Gateway {
                                 ProviderError::RateLimited { retry_after } => {
                                     permit.neutral();
                                     let wait = retry_after.unwrap_or(DEFAULT_PAUSE);
-                                    provider.pause(self.clock.now(), wait);
+                                    provider.pause(self.clock.now(), wait).await;
                                     // The next pass waits the window out once, if it can.
                                     if retry(Failed::RateLimited) == Decision::AfterPause {
                                         retries += 1;

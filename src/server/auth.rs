@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use std::future::{ready, Ready};
+use futures_util::future::LocalBoxFuture;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -62,14 +62,17 @@ pub struct Caller {
 
 impl FromRequest for Caller {
     type Error = Failure;
-    type Future = Ready<Result<Self, Failure>>;
+    /// Boxed: with `[redis]` the quota is decided by a round trip to the
+    /// shared store.
+    type Future = LocalBoxFuture<'static, Result<Self, Failure>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(admit(req).map_err(|e| Failure::of(req, e)))
+        let req = req.clone();
+        Box::pin(async move { admit(&req).await.map_err(|e| Failure::of(&req, e)) })
     }
 }
 
-fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
+async fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .cloned()
@@ -93,7 +96,7 @@ fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
         }
     };
     record(req, |f| f.client = Some(client.name.clone()));
-    if let Some(rate) = rt.client_limits.check(&client.name) {
+    if let Some(rate) = rt.client_limits.check_shared(&client.name).await {
         req.extensions_mut().insert(rate);
         if let Some(wait) = rate.retry_after {
             state.metrics.rate_limited("client");

@@ -23,7 +23,9 @@ use crate::gateway::Gateway;
 use crate::limits::{AuthFailures, ClientLimits};
 use crate::merge::ChunkCache;
 use crate::metrics::Metrics;
+use crate::redis::{RedisSettings, SharedStore};
 use crate::upstream::{tls_config, BodyBudget, Upstream};
+use secrecy::ExposeSecret;
 
 /// The content type of every API response.
 pub const JSON: &str = "application/json; charset=utf-8";
@@ -107,14 +109,22 @@ impl AppState {
         if old.server != config.server || old.cache != config.cache {
             tracing::warn!("[server] and [cache] changes take effect only after a restart");
         }
+        // The store is built once, at start: a new one would drop the
+        // connection mid-request, and the old keys still hold the live state.
+        if !same_redis(old.redis.as_ref(), config.redis.as_ref()) {
+            tracing::warn!("[redis] changes take effect only after a restart");
+        }
+        let store = current.gateway.store().cloned();
         let client_limits =
-            ClientLimits::new(&config.clients, Some(&current.client_limits), &self.clock);
+            ClientLimits::new(&config.clients, Some(&current.client_limits), &self.clock)
+                .with_store(store.clone());
         let gateway = Gateway::new(
             config,
             self.metrics.clone(),
             self.chunks.clone(),
             Some(&current.gateway),
             &self.clock,
+            store,
         );
         self.runtime.store(Arc::new(Runtime {
             gateway,
@@ -193,6 +203,17 @@ pub async fn start_with_clock(
         clock.clone(),
     ));
     let config_path = config.path.is_file().then(|| config.path.clone());
+    // Built here, on the main system, so its connection tasks live as long as
+    // the server (not a worker's); without `[redis]`, Redis is never touched.
+    let store = match &config.redis {
+        Some(settings) => {
+            let store = SharedStore::new(settings.clone(), metrics.clone(), clock.clone())
+                .map_err(io::Error::other)?;
+            tracing::info!(redis = %settings.display_url(), "sharing limits and pauses in Redis");
+            Some(store)
+        }
+        None => None,
+    };
     let (response_bytes, chunk_bytes) = split_cache_budget(config.cache.max_bytes);
     let chunks = Arc::new(ChunkCache::new(&config.cache, chunk_bytes, clock.clone()));
     let state = web::Data::new(AppState {
@@ -203,8 +224,9 @@ pub async fn start_with_clock(
         metrics_on_main: metrics_bind.is_none(),
         config_path,
         runtime: ArcSwap::from_pointee(Runtime {
-            client_limits: ClientLimits::new(&config.clients, None, &clock),
-            gateway: Gateway::new(config, metrics.clone(), chunks, None, &clock),
+            client_limits: ClientLimits::new(&config.clients, None, &clock)
+                .with_store(store.clone()),
+            gateway: Gateway::new(config, metrics.clone(), chunks, None, &clock, store),
         }),
         clock: clock.clone(),
     });
@@ -289,6 +311,20 @@ pub async fn start_with_clock(
         task,
         background,
     })
+}
+
+/// Whether two `[redis]` tables are the same (the URL compared in full, as
+/// it may differ only in its password).
+fn same_redis(a: Option<&RedisSettings>, b: Option<&RedisSettings>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.url.expose_secret() == b.url.expose_secret()
+                && a.key_prefix == b.key_prefix
+                && a.timeout == b.timeout
+        }
+        _ => false,
+    }
 }
 
 /// SIGHUP re-reads the config (SPEC §8).
