@@ -39,6 +39,9 @@ pub fn quota(rate: &Rate) -> Quota {
 pub struct RateInfo {
     /// `RateLimit-Limit`: the client's burst.
     pub limit: u32,
+    /// `w` of `RateLimit-Policy`: how long an empty bucket takes to fill
+    /// (the burst times the time one request takes to come back).
+    pub window: Duration,
     /// `RateLimit-Remaining`: requests it may make right now.
     pub remaining: u32,
     /// `RateLimit-Reset`: until its bucket is full again.
@@ -92,6 +95,7 @@ impl ClientLimits {
                 let remaining = snapshot.remaining_burst_capacity();
                 RateInfo {
                     limit: burst,
+                    window: quota.replenish_interval() * burst,
                     remaining,
                     reset: quota.replenish_interval() * burst.saturating_sub(remaining),
                     retry_after: None,
@@ -103,6 +107,7 @@ impl ClientLimits {
                 let wait = not_until.wait_time_from(limiter.clock().now());
                 RateInfo {
                     limit: burst,
+                    window: quota.replenish_interval() * burst,
                     remaining: 0,
                     reset: wait + quota.replenish_interval() * (burst - 1),
                     retry_after: Some(wait),
@@ -291,6 +296,8 @@ mod tests {
     fn info(limit: u32, remaining: u32, reset: Duration, retry: Option<Duration>) -> RateInfo {
         RateInfo {
             limit,
+            // A cell a second in these tests.
+            window: secs(u64::from(limit)),
             remaining,
             reset,
             retry_after: retry,
