@@ -127,6 +127,18 @@ fn route_name(pattern: Option<&str>) -> &'static str {
     }
 }
 
+/// [`sane`] as a regular expression, for the OpenAPI document.
+pub const REQUEST_ID_PATTERN: &str = "^[A-Za-z0-9._-]{1,128}$";
+
+/// The schema of a request id (`X-Request-Id`, an error body's `request_id`).
+pub(crate) fn request_id_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some(REQUEST_ID_PATTERN))
+        .build()
+}
+
+/// Whether a caller's request id may be echoed: see [`REQUEST_ID_PATTERN`].
 fn sane(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id
