@@ -126,7 +126,8 @@ pub(crate) async fn list_get(
     tag = "conversations",
     summary = "List a bot's conversations, parameters in a JSON body",
     description = "The same request as `GET`, its parameters in a JSON body (the older \
-        Chatzuri dialect); `include` may also be in the query string. A body over 64 KiB is 413.",
+        Chatzuri dialect); `include` may be in the query string instead, not in both (400). \
+        A body over 64 KiB is 413.",
     params(BodyQuery),
     request_body(content = ListParams, content_type = "application/json"),
     responses((status = 200, description = "One page of conversations.", body = crate::gateway::ListBody)),
