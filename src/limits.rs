@@ -46,6 +46,9 @@ pub fn quota(rate: &Rate) -> Quota {
 pub struct RateInfo {
     /// `RateLimit-Limit`: the client's burst.
     pub limit: u32,
+    /// `w` of `RateLimit-Policy`: how long an empty bucket takes to fill
+    /// (the burst times the time one request takes to come back).
+    pub window: Duration,
     /// `RateLimit-Remaining`: requests it may make right now.
     pub remaining: u32,
     /// `RateLimit-Reset`: until its bucket is full again.
@@ -104,7 +107,8 @@ impl ClientLimits {
     pub async fn check_shared(&self, client: &str) -> Option<RateInfo> {
         let (rate, _) = self.by_name.get(client)?;
         if let Some(store) = &self.store {
-            let params = GcraParams::from_quota(&quota(rate));
+            let quota = quota(rate);
+            let params = GcraParams::from_quota(&quota);
             match gcra::check(store, &store.keys().client_limit(client), params).await {
                 Ok(d) => {
                     return Some(RateInfo {
@@ -112,6 +116,7 @@ impl ClientLimits {
                         remaining: d.remaining,
                         reset: d.reset,
                         retry_after: d.retry_after,
+                        window: quota.replenish_interval() * quota.burst_size().get(),
                     })
                 }
                 Err(e) => {
@@ -133,6 +138,7 @@ impl ClientLimits {
                 let remaining = snapshot.remaining_burst_capacity();
                 RateInfo {
                     limit: burst,
+                    window: quota.replenish_interval() * burst,
                     remaining,
                     reset: quota.replenish_interval() * burst.saturating_sub(remaining),
                     retry_after: None,
@@ -144,6 +150,7 @@ impl ClientLimits {
                 let wait = not_until.wait_time_from(limiter.clock().now());
                 RateInfo {
                     limit: burst,
+                    window: quota.replenish_interval() * burst,
                     remaining: 0,
                     reset: wait + quota.replenish_interval() * (burst - 1),
                     retry_after: Some(wait),
@@ -332,6 +339,8 @@ mod tests {
     fn info(limit: u32, remaining: u32, reset: Duration, retry: Option<Duration>) -> RateInfo {
         RateInfo {
             limit,
+            // A cell a second in these tests.
+            window: secs(u64::from(limit)),
             remaining,
             reset,
             retry_after: retry,

@@ -42,6 +42,9 @@ enum Command {
     },
     /// Validate the config and exit 0 (valid) or 1 (invalid).
     CheckConfig,
+    /// Print the API's OpenAPI document (what `GET /openapi.json` serves), to
+    /// regenerate the committed `openapi.json`: `chatgate openapi > openapi.json`.
+    Openapi,
     /// Run the built-in vendor emulators alone (all three vendors on one address).
     Emulate {
         /// Address to listen on.
@@ -99,6 +102,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Openapi => {
+            print!("{}", server::openapi::pretty());
+            ExitCode::SUCCESS
+        }
         Command::Serve => {
             _log_flush = Some(init_logging("info"));
             let Some(config) = load_or_report(&path) else {

@@ -80,9 +80,26 @@ impl Fields {
         })?;
         let mut fields = Self::default();
         for (k, v) in pairs {
-            fields.set(&k, v)?;
+            fields.set_from_query(&k, v)?;
         }
         Ok(fields)
+    }
+
+    /// A query parameter: like [`Fields::set`], except that the list
+    /// `filteredSources` may also be repeated, one item or more each time,
+    /// which is how OpenAPI's default (`style: form, explode: true`) and so
+    /// most generated clients send a list.
+    fn set_from_query(&mut self, name: &str, value: String) -> Result<(), QueryError> {
+        if name == "filteredSources" {
+            if let Some(i) = FIELDS.iter().position(|f| *f == name) {
+                if let Some(before) = &mut self.values[i] {
+                    before.push(',');
+                    before.push_str(&value);
+                    return Ok(());
+                }
+            }
+        }
+        self.set(name, value)
     }
 
     fn from_json(body: &[u8]) -> Result<Self, QueryError> {
@@ -293,6 +310,248 @@ fn shorten(s: &str) -> String {
     chatgate_providers::wire::shorten(s, 64)
 }
 
+/// The names config accepts for bots (`config::validate`): a `chatbotId`
+/// outside them names no bot.
+pub const BOT_NAME_PATTERN: &str = "^[A-Za-z0-9_.-]{1,128}$";
+
+/// The shape [`date`] checks before the calendar.
+pub const DATE_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
+
+/// The OpenAPI description of the parameters, built beside their parser from
+/// the same bounds ([`PageNumber::MAX`], [`PageSize::MAX`], [`Source`]), so the
+/// document says what the parser accepts (`tests/api_contract.rs` checks the
+/// patterns against it).
+pub mod doc {
+    use std::borrow::Cow;
+
+    use chatgate_providers::{PageNumber, PageSize};
+    use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
+    use utoipa::openapi::schema::{
+        AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+    };
+    use utoipa::openapi::{Ref, RefOr, Required, Schema};
+    use utoipa::{IntoParams, PartialSchema, ToSchema};
+
+    use super::{DetailParams, ListParams, BOT_NAME_PATTERN, DATE_PATTERN};
+
+    /// A decimal integer from 1 to [`PageNumber::MAX`] (100000), leading
+    /// zeros allowed, as the body's numeric-string `page`.
+    pub const PAGE_STRING_PATTERN: &str = "^0*([1-9][0-9]{0,4}|100000)$";
+
+    /// A decimal integer from 1 to [`PageSize::MAX`] (100), leading zeros
+    /// allowed, as the body's numeric-string `size`.
+    pub const SIZE_STRING_PATTERN: &str = "^0*([1-9][0-9]?|100)$";
+
+    /// A comma-separated list of canonical sources, as the body's string
+    /// `filteredSources` (the query's is described as a list).
+    pub fn sources_string_pattern() -> String {
+        let one = chatgate_providers::Source::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("|");
+        format!("^(({one})(,({one}))*)?$")
+    }
+
+    fn text(pattern: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(pattern))
+    }
+
+    fn integer(max: u32, default: u32) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(max))
+            .default(Some(default.into()))
+    }
+
+    fn date() -> ObjectBuilder {
+        text(DATE_PATTERN).format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+    }
+
+    fn source_list() -> ArrayBuilder {
+        ArrayBuilder::new().items(Ref::from_schema_name("Source"))
+    }
+
+    fn include() -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["raw"]))
+    }
+
+    fn query(
+        name: &str,
+        required: bool,
+        schema: impl Into<RefOr<Schema>>,
+        description: &str,
+    ) -> ParameterBuilder {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .required(if required {
+                Required::True
+            } else {
+                Required::False
+            })
+            .schema(Some(schema))
+            .description(Some(description))
+    }
+
+    fn bot(example: &str) -> Parameter {
+        query(
+            "chatbotId",
+            true,
+            text(BOT_NAME_PATTERN),
+            "The bot's name in the gateway's config (`[bots.<name>]`), never a vendor's id. \
+             A name no bot has is 404 `bot_not_found`; a bot outside the key's `bots` is 403 `forbidden`.",
+        )
+        .example(Some(example.into()))
+        .build()
+    }
+
+    fn agent() -> Parameter {
+        query(
+            "agentId",
+            false,
+            text(BOT_NAME_PATTERN),
+            "Chatzuri's name for `chatbotId`, accepted instead of it; when both are given \
+             they must be equal (else 400 `invalid_request`).",
+        )
+        .build()
+    }
+
+    fn include_raw() -> Parameter {
+        query(
+            "include",
+            false,
+            include(),
+            "`raw` adds each conversation's original vendor object as `raw`.",
+        )
+        .build()
+    }
+
+    impl IntoParams for ListParams {
+        fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+            vec![
+                bot("support"),
+                agent(),
+                query(
+                    "filteredSources",
+                    false,
+                    source_list(),
+                    "Only conversations from these sources: the parameter repeated \
+                     (`filteredSources=api&filteredSources=widget`), or comma-separated \
+                     (`filteredSources=api,widget`), or both. Canonical ids (listed here) or \
+                     any vendor label of one (`Widget or Iframe`, `WhatsApp`), any case, spaces \
+                     trimmed; an unknown one is 400 `invalid_request`. Empty: no filter.",
+                )
+                .style(Some(ParameterStyle::Form))
+                .explode(Some(true))
+                .build(),
+                query(
+                    "startDate",
+                    false,
+                    date(),
+                    "First day included (UTC, on `created_at`), strictly `YYYY-MM-DD`: zero-padded, \
+                     a real date, else 400 `invalid_date`; after `endDate` is 400 `invalid_date`.",
+                )
+                .build(),
+                query(
+                    "endDate",
+                    false,
+                    date(),
+                    "Last day included (UTC, on `created_at`), strictly `YYYY-MM-DD`.",
+                )
+                .build(),
+                query(
+                    "page",
+                    false,
+                    integer(PageNumber::MAX, PageNumber::FIRST.get()),
+                    "Which page, from 1.",
+                )
+                .build(),
+                query(
+                    "size",
+                    false,
+                    integer(u32::from(PageSize::MAX), PageSize::DEFAULT.get()),
+                    "Conversations per page.",
+                )
+                .build(),
+                include_raw(),
+            ]
+        }
+    }
+
+    impl IntoParams for DetailParams {
+        fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+            vec![bot("helpdesk"), agent(), include_raw()]
+        }
+    }
+
+    /// The query string of `POST /api/v1/get-conversations`, whose other
+    /// parameters are in the body.
+    pub struct BodyQuery;
+
+    impl IntoParams for BodyQuery {
+        fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+            vec![include_raw()]
+        }
+    }
+
+    /// `ListParams` as the JSON body of `POST /api/v1/get-conversations`.
+    impl PartialSchema for ListParams {
+        fn schema() -> RefOr<Schema> {
+            let number_or_string = |max: u32, default: u32, pattern: &str| {
+                AnyOfBuilder::new()
+                    .item(integer(max, default))
+                    .item(text(pattern))
+            };
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(
+                    "The list parameters as a JSON object (the older Chatzuri dialect): the \
+                     query parameters' names and rules, `page` and `size` as numbers or \
+                     numeric strings, `filteredSources` as a string or a list. Other fields \
+                     are ignored; `null` is a wrong type.",
+                ))
+                .property("chatbotId", text(BOT_NAME_PATTERN))
+                .required("chatbotId")
+                .property("agentId", text(BOT_NAME_PATTERN))
+                .property(
+                    "filteredSources",
+                    AnyOfBuilder::new()
+                        .item(text(&sources_string_pattern()))
+                        .item(source_list()),
+                )
+                .property("startDate", date())
+                .property("endDate", date())
+                .property(
+                    "page",
+                    number_or_string(PageNumber::MAX, 1, PAGE_STRING_PATTERN),
+                )
+                .property(
+                    "size",
+                    number_or_string(
+                        u32::from(PageSize::MAX),
+                        PageSize::DEFAULT.get(),
+                        SIZE_STRING_PATTERN,
+                    ),
+                )
+                .property("include", include())
+                .examples([serde_json::json!({"chatbotId": "sales", "page": "1", "size": 2})])
+                .into()
+        }
+    }
+
+    impl ToSchema for ListParams {
+        fn name() -> Cow<'static, str> {
+            Cow::Borrowed("ListRequest")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +657,27 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_source_filter_is_one_list_as_generated_clients_send_it() {
+        let repeated =
+            list_from_query("chatbotId=a&filteredSources=whatsapp&filteredSources=API,slack")
+                .unwrap();
+        let commas = list_from_query("chatbotId=a&filteredSources=whatsapp,API,slack").unwrap();
+        assert_eq!(repeated, commas);
+        assert_eq!(
+            err("chatbotId=a&filteredSources=api&filteredSources=fax").1,
+            "invalid_request"
+        );
+        assert!(
+            list_from_json(
+                br#"{"chatbotId":"a"}"#,
+                "filteredSources=api&filteredSources=x"
+            )
+            .is_ok(),
+            "a POST reads only `include` from its query"
+        );
+    }
+
+    #[test]
     fn repeated_parameters_are_rejected_and_unknown_ones_ignored() {
         assert_eq!(err("chatbotId=a&page=1&page=2").1, "invalid_request");
         assert!(list_from_query("chatbotId=a&utm_source=x&utm_source=y").is_ok());
@@ -484,6 +764,67 @@ mod tests {
         assert_eq!(code, "invalid_request");
         assert!(msg.contains("include"), "{msg}");
         assert!(detail_from_query("chatbotId=b&include=").is_err());
+    }
+
+    /// Numbers as text, with leading zeros and signs, around every bound.
+    fn number_spellings() -> Vec<String> {
+        let mut all = Vec::new();
+        for n in (0..=1_000u32)
+            .chain(99_990..=100_010)
+            .chain([999_999_999, u32::MAX])
+        {
+            all.push(n.to_string());
+            all.push(format!("00{n}"));
+            all.push(format!("+{n}"));
+            all.push(format!("-{n}"));
+            all.push(format!("{n}.0"));
+        }
+        all.extend(["", " 1", "1 ", "0x10", "1e2", "01234567890"].map(String::from));
+        all
+    }
+
+    #[test]
+    fn the_documents_numeric_string_patterns_accept_exactly_what_the_parser_does() {
+        let page = regex::Regex::new(doc::PAGE_STRING_PATTERN).unwrap();
+        let size = regex::Regex::new(doc::SIZE_STRING_PATTERN).unwrap();
+        for s in number_spellings() {
+            let parsed = integer(&s);
+            assert_eq!(
+                page.is_match(&s),
+                parsed.and_then(PageNumber::new).is_some(),
+                "page {s:?}"
+            );
+            assert_eq!(
+                size.is_match(&s),
+                parsed.and_then(PageSize::new).is_some(),
+                "size {s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_the_documents_source_and_date_patterns_allow_the_parser_accepts() {
+        let sources = regex::Regex::new(&doc::sources_string_pattern()).unwrap();
+        let all: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+        for value in [String::new(), all.join(","), "api,api".to_owned()]
+            .into_iter()
+            .chain(all.iter().map(|s| (*s).to_owned()))
+        {
+            assert!(sources.is_match(&value), "{value:?}");
+            assert!(super::sources(&value).is_ok(), "{value:?}");
+        }
+        for value in ["fax", "api,fax", ",api", "api,"] {
+            assert!(!sources.is_match(value), "{value:?}");
+        }
+        let dates = regex::Regex::new(DATE_PATTERN).unwrap();
+        for value in ["2024-02-29", "0001-01-01", "9999-12-31"] {
+            assert!(dates.is_match(value));
+            assert!(date("startDate", value).is_ok(), "{value}");
+        }
+        for value in ["2023-7-10", "2023-07-10T00:00", "+2023-07-1", "20230710"] {
+            assert!(!dates.is_match(value), "{value}");
+            assert!(date("startDate", value).is_err(), "{value}");
+        }
     }
 
     #[test]

@@ -50,7 +50,13 @@ fn rate_headers(r: &Resp) -> (u64, u64, u64) {
 }
 
 fn no_rate_headers(r: &Resp) {
-    for name in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+    for name in [
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "ratelimit-policy",
+        "ratelimit",
+    ] {
         assert_eq!(r.header(name), None, "{name} on a {}", r.status);
     }
 }
@@ -112,6 +118,108 @@ async fn every_authenticated_response_carries_ratelimit_headers() {
     let health = h.get_as(None, "/healthz").await;
     health.ok();
     no_rate_headers(&health);
+    h.stop().await;
+}
+
+/// A client whose rate does not divide a minute: 7 a minute (a cell every
+/// 8.571428571 s), a burst of 3, so a full bucket takes 25.7 s to refill.
+const ODD_KEY: &str = "odd-client-key-0123456789";
+
+fn add_odd_client(toml: String) -> String {
+    format!(
+        "{toml}\n[clients.odd]\nkey = \"{ODD_KEY}\"\nbots = [\"*\"]\n\
+         requests_per_minute = 7\nburst = 3\n"
+    )
+}
+
+/// A Structured Fields List of one Item, the string `client`, read back with
+/// sfv's parser: its parameters as (key, integer) in order.
+fn client_item(r: &Resp, name: &str) -> Vec<(String, i64)> {
+    let value = r
+        .header(name)
+        .unwrap_or_else(|| panic!("no {name} header (status {})", r.status));
+    let list: sfv::List = sfv::Parser::new(value)
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {value:?} is not a Structured Fields List: {e}"));
+    let [sfv::ListEntry::Item(item)] = list.as_slice() else {
+        panic!("{name}: {value:?} is not a List of one Item");
+    };
+    assert_eq!(
+        item.bare_item.as_string().map(|s| s.as_str()),
+        Some("client"),
+        "{name}: {value:?}"
+    );
+    item.params
+        .iter()
+        .map(|(k, v)| {
+            let n = v
+                .as_integer()
+                .unwrap_or_else(|| panic!("{name}: {k} is not an Integer"));
+            (k.as_str().to_owned(), i64::from(n))
+        })
+        .collect()
+}
+
+/// `RateLimit-Policy` and `RateLimit` as ((q, w), (r, t)), checking their
+/// parameters are exactly these.
+fn structured(r: &Resp) -> ((i64, i64), (i64, i64)) {
+    let policy = client_item(r, "ratelimit-policy");
+    let current = client_item(r, "ratelimit");
+    let keys = |params: &[(String, i64)]| params.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&policy), ["q", "w"]);
+    assert_eq!(keys(&current), ["r", "t"]);
+    ((policy[0].1, policy[1].1), (current[0].1, current[1].1))
+}
+
+/// The older headers' numbers, as the current draft's (q, r, t).
+fn older_as_structured(r: &Resp) -> (i64, i64, i64) {
+    let (limit, remaining, reset) = rate_headers(r);
+    (limit as i64, remaining as i64, reset as i64)
+}
+
+#[actix_rt::test]
+async fn structured_ratelimit_fields_parse_and_say_what_the_older_headers_say() {
+    let clock = ManualClock::new();
+    let h = Harness::start_as_demo_with_clock(&clock, add_odd_client).await;
+    let q = format!("{LIST}?chatbotId=support&size=1");
+
+    // `support-only`: burst 5 at 60/min, so an empty bucket fills in 5 s.
+    let first = h.get_as(Some(SCOPED_KEY), &q).await;
+    first.ok();
+    assert_eq!(structured(&first), ((5, 5), (4, 1)));
+    // A hit, an error, all the same numbers as the older headers.
+    let hit = h.get_as(Some(SCOPED_KEY), &q).await;
+    let unknown = h
+        .get_as(Some(SCOPED_KEY), &format!("{LIST}?chatbotId=nobody"))
+        .await;
+    unknown.expect_error(404, "bot_not_found");
+    for r in [&first, &hit, &unknown] {
+        let ((q, w), (rem, t)) = structured(r);
+        assert_eq!((q, rem, t), older_as_structured(r));
+        assert_eq!(w, 5);
+    }
+    assert_eq!(structured(&unknown), ((5, 5), (2, 3)));
+    // Spent: r = 0 and t the whole refill; Retry-After the next cell.
+    for _ in 0..2 {
+        h.get_as(Some(SCOPED_KEY), &q).await.ok();
+    }
+    let refused = h.get_as(Some(SCOPED_KEY), &q).await;
+    refused.expect_error(429, "rate_limited");
+    assert_eq!(structured(&refused), ((5, 5), (0, 5)));
+    assert_eq!(number(&refused, "retry-after"), 1);
+
+    // 7/min with a burst of 3: w = 3 × 8.571428571 s = 25.7 s, rounded up.
+    let odd = h.get_as(Some(ODD_KEY), &q).await;
+    odd.ok();
+    assert_eq!(structured(&odd), ((3, 26), (2, 9)));
+    assert_eq!(older_as_structured(&odd), (3, 2, 9));
+
+    // No key, no client: none of the five headers.
+    let anonymous = h.get_as(None, &q).await;
+    anonymous.expect_error(401, "unauthorized");
+    for name in ["ratelimit-policy", "ratelimit"] {
+        assert_eq!(anonymous.header(name), None);
+    }
     h.stop().await;
 }
 

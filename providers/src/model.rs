@@ -17,6 +17,7 @@ use crate::sources::Source;
 /// The vendors chatgate speaks to. Serialized as the lowercase name callers see in
 /// `provider` and `X-Provider`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     /// Chatbase API v1.
@@ -59,6 +60,7 @@ impl fmt::Display for ProviderKind {
 
 /// Who spoke a message, reduced to the three roles every client understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The end user talking to the bot.
@@ -71,39 +73,51 @@ pub enum Role {
 
 /// A knowledge-base source a vendor cites for an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KbSource {
     /// The vendor's source type (e.g. `webpage`).
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub kind: Option<String>,
     /// A human title for the source.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub title: Option<String>,
     /// Where the source lives.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub url: Option<String>,
 }
 
 /// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     /// The normalized role.
     pub role: Role,
     /// The vendor's own role when it is not one of the three normalized ones, so a
     /// human agent's messages are never indistinguishable from the bot's.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub vendor_role: Option<String>,
     /// The message text.
     pub content: String,
     /// When the message was sent; `null` for vendors that do not say (Chatbase).
     #[serde(serialize_with = "ser_opt_time")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<String>, format = DateTime, required = true)
+    )]
     pub created_at: Option<DateTime<Utc>>,
     /// Knowledge-base sources, only when the vendor gives some.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub sources: Vec<KbSource>,
 }
 
 /// One conversation, normalized.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Conversation {
     /// The vendor's conversation id.
     pub id: String,
@@ -114,11 +128,17 @@ pub struct Conversation {
     pub provider: ProviderKind,
     /// When the conversation started.
     #[serde(serialize_with = "ser_time")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: DateTime<Utc>,
     /// When it last changed, if known.
     #[serde(serialize_with = "ser_opt_time")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<String>, format = DateTime, required = true)
+    )]
     pub updated_at: Option<DateTime<Utc>>,
     /// The vendor's customer / contact identifier.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub customer: Option<String>,
     /// The canonical channel.
     pub source: Source,
@@ -126,6 +146,7 @@ pub struct Conversation {
     pub messages: Vec<Message>,
     /// The vendor's original object, only with `include=raw`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object, nullable = false))]
     pub raw: Option<Box<RawValue>>,
 }
 

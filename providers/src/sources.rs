@@ -16,6 +16,7 @@ use crate::model::ProviderKind;
 /// A canonical source id, as callers see it in `source` and may send in
 /// `filteredSources`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Created through the vendor's API.

@@ -370,16 +370,29 @@ impl ChunkSource for Chunks<'_> {
     }
 }
 
-#[derive(Serialize)]
-struct ListBody<'a> {
+/// A list answer; its schema (`ConversationPage`) is the OpenAPI document's.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ConversationPage)]
+pub(crate) struct ListBody<'a> {
+    /// The page's conversations, newest first (by `created_at`).
     data: &'a [Conversation],
+    /// The page asked for.
+    #[schema(minimum = 1)]
     page: u32,
+    /// The page size asked for.
+    #[schema(minimum = 1)]
     size: u32,
+    /// `page + 1`, or `null` when this page is known to be the last.
+    #[schema(minimum = 2, required = true)]
     next_page: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct OneBody<'a> {
+/// A one-conversation answer; its schema (`ConversationResponse`) is the
+/// OpenAPI document's.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ConversationResponse)]
+pub(crate) struct OneBody<'a> {
+    /// The conversation, with every message.
     data: &'a Conversation,
 }
 

@@ -191,6 +191,226 @@ fn http_layer_message(status: StatusCode) -> &'static str {
     }
 }
 
+/// Which routes can give an answer: what the OpenAPI document lists per
+/// operation (see [`ERRORS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Any route: the HTTP layer's refusals, another method, a bug.
+    Any,
+    /// Routes that need a client key.
+    Authenticated,
+    /// Routes that read a bot (`chatbotId`): parameters, scope, the vendors.
+    Bot,
+    /// Routes that read a request body.
+    Body,
+}
+
+/// Whether an answer went through the client's quota, and so carries the
+/// `RateLimit*` headers (they are the numbers of the client it counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Given after the client was authenticated and counted.
+    Always,
+    /// Given either before or after the client was counted.
+    Maybe,
+    /// Given before any key was looked at (the HTTP layer, the method, a
+    /// blocked IP, a missing key).
+    Never,
+}
+
+/// One error answer the API gives: its status, `code`, where it can happen and
+/// what it says about the rate-limit headers.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorDoc {
+    /// The HTTP status.
+    pub status: u16,
+    /// The stable `code` in the body.
+    pub code: &'static str,
+    /// Which routes give it.
+    pub scope: Scope,
+    /// Whether it carries the `RateLimit*` headers.
+    pub counted: Counted,
+    /// Whether it carries `Retry-After`.
+    pub retry_after: bool,
+    /// When, in one phrase for the document's response descriptions.
+    pub when: &'static str,
+}
+
+/// Every error answer the API documents, in one table beside the mapping that
+/// produces them, so the OpenAPI document (`server::openapi`) lists exactly
+/// what [`ApiError::status_and_code`] can answer (a test holds the two
+/// together). A code given in two circumstances has a row for each.
+pub const ERRORS: &[ErrorDoc] = &[
+    ErrorDoc {
+        status: 400,
+        code: "invalid_request",
+        scope: Scope::Any,
+        counted: Counted::Never,
+        retry_after: false,
+        when: "the request is not valid HTTP/1.1 (request line, URI over 64 KiB, header, `Content-Length`); the connection closes",
+    },
+    ErrorDoc {
+        status: 400,
+        code: "invalid_request",
+        scope: Scope::Bot,
+        counted: Counted::Always,
+        retry_after: false,
+        when: "a parameter is missing, ill-typed, out of range or given twice; an unknown source; a bad JSON body; a bad conversation id; a page past what the backends can be read to",
+    },
+    ErrorDoc {
+        status: 400,
+        code: "invalid_date",
+        scope: Scope::Bot,
+        counted: Counted::Always,
+        retry_after: false,
+        when: "a date is not strict `YYYY-MM-DD`, not a real date, or `startDate` is after `endDate`",
+    },
+    ErrorDoc {
+        status: 401,
+        code: "unauthorized",
+        scope: Scope::Authenticated,
+        counted: Counted::Never,
+        retry_after: false,
+        when: "no client key, or one no client has",
+    },
+    ErrorDoc {
+        status: 403,
+        code: "forbidden",
+        scope: Scope::Bot,
+        counted: Counted::Always,
+        retry_after: false,
+        when: "the key may not read this bot",
+    },
+    ErrorDoc {
+        status: 404,
+        code: "bot_not_found",
+        scope: Scope::Bot,
+        counted: Counted::Always,
+        retry_after: false,
+        when: "`chatbotId` names no configured bot",
+    },
+    ErrorDoc {
+        status: 404,
+        code: "not_found",
+        scope: Scope::Bot,
+        counted: Counted::Always,
+        retry_after: false,
+        when: "the vendor says the chatbot or conversation does not exist",
+    },
+    ErrorDoc {
+        status: 405,
+        code: "method_not_allowed",
+        scope: Scope::Any,
+        counted: Counted::Never,
+        retry_after: false,
+        when: "another method on this path; `Allow` lists the path's methods",
+    },
+    ErrorDoc {
+        status: 408,
+        code: "request_timeout",
+        scope: Scope::Any,
+        counted: Counted::Never,
+        retry_after: false,
+        when: "the request head did not arrive in time; the connection closes",
+    },
+    ErrorDoc {
+        status: 408,
+        code: "request_timeout",
+        scope: Scope::Body,
+        counted: Counted::Always,
+        retry_after: false,
+        when: "the request body did not arrive within `server.request_body_timeout_ms`; the connection closes",
+    },
+    ErrorDoc {
+        status: 413,
+        code: "payload_too_large",
+        scope: Scope::Body,
+        counted: Counted::Always,
+        retry_after: false,
+        when: "the request body is over 64 KiB",
+    },
+    ErrorDoc {
+        status: 429,
+        code: "rate_limited",
+        scope: Scope::Authenticated,
+        counted: Counted::Always,
+        retry_after: true,
+        when: "this client's quota is spent",
+    },
+    ErrorDoc {
+        status: 429,
+        code: "rate_limited",
+        scope: Scope::Authenticated,
+        counted: Counted::Never,
+        retry_after: true,
+        when: "this IP presented wrong keys too often",
+    },
+    ErrorDoc {
+        status: 429,
+        code: "upstream_rate_limited",
+        scope: Scope::Bot,
+        counted: Counted::Always,
+        retry_after: true,
+        when: "the vendor said 429 (or its window is still running), or the gateway's guard of the vendor's quota had no slot in time",
+    },
+    ErrorDoc {
+        status: 431,
+        code: "headers_too_large",
+        scope: Scope::Any,
+        counted: Counted::Never,
+        retry_after: false,
+        when: "the request head is over 128 KiB or has over 96 header fields; the connection closes",
+    },
+    ErrorDoc {
+        status: 500,
+        code: "internal_error",
+        scope: Scope::Any,
+        counted: Counted::Maybe,
+        retry_after: false,
+        when: "a bug; the body says nothing more, the log says what",
+    },
+    ErrorDoc {
+        status: 501,
+        code: "not_supported",
+        scope: Scope::Bot,
+        counted: Counted::Always,
+        retry_after: false,
+        when: "the bot's vendor has no API for this (one conversation on Chatbase or Chatzuri)",
+    },
+    ErrorDoc {
+        status: 502,
+        code: "upstream_auth_failed",
+        scope: Scope::Bot,
+        counted: Counted::Always,
+        retry_after: false,
+        when: "the vendor rejected the gateway's provider key: a gateway configuration fault",
+    },
+    ErrorDoc {
+        status: 502,
+        code: "upstream_error",
+        scope: Scope::Bot,
+        counted: Counted::Always,
+        retry_after: false,
+        when: "the vendor failed (5xx or another 4xx, connection, body) or the request needed too many vendor calls",
+    },
+    ErrorDoc {
+        status: 503,
+        code: "upstream_unavailable",
+        scope: Scope::Bot,
+        counted: Counted::Always,
+        retry_after: true,
+        when: "the circuit breaker of the bot's vendor is open",
+    },
+    ErrorDoc {
+        status: 504,
+        code: "upstream_timeout",
+        scope: Scope::Bot,
+        counted: Counted::Always,
+        retry_after: false,
+        when: "the vendor did not answer within `timeout_ms`, or the request exceeded `request_timeout_ms`",
+    },
+];
+
 /// An [`ApiError`] tied to the request it answers: what actix turns into a
 /// response.
 #[derive(Debug, thiserror::Error)]
@@ -221,15 +441,47 @@ impl Failure {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The flat error body of every error answer (SPEC §2.6): `Error` in the
+/// OpenAPI document, whose schema is derived from this struct.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody<'a> {
+    /// A human sentence saying what went wrong (Chatbase's field, kept so its
+    /// clients still read it).
     message: &'a str,
+    /// The stable code of the error, what a program branches on.
+    #[schema(schema_with = code_schema)]
     code: &'a str,
+    /// The request's id, as in `X-Request-Id`.
+    #[schema(schema_with = super::request_log::request_id_schema)]
     request_id: &'a str,
+    /// The vendor involved, only when a vendor was.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     provider: Option<ProviderKind>,
+    /// The vendor's HTTP status, only when its answer caused the error.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 100, maximum = 599)]
     upstream_status: Option<u16>,
+}
+
+/// The schema of `code`: every code of [`ERRORS`], once each.
+pub(crate) fn code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(codes()))
+        .build()
+}
+
+/// Every code of [`ERRORS`], once each, in table order.
+fn codes() -> Vec<&'static str> {
+    let mut codes: Vec<&'static str> = Vec::new();
+    for e in ERRORS {
+        if !codes.contains(&e.code) {
+            codes.push(e.code);
+        }
+    }
+    codes
 }
 
 impl Failure {
@@ -269,5 +521,112 @@ impl ResponseError for Failure {
             response.force_close();
         }
         response.body(self.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of every kind of error the mapping knows.
+    fn every_error() -> Vec<ApiError> {
+        use ProviderError as P;
+        let second = Duration::from_secs(1);
+        let vendor = |e: ProviderError| -> ApiError {
+            GatewayError::upstream(ProviderKind::Chatbase, e).into()
+        };
+        let failure = |f: UpstreamFailure| -> ApiError {
+            GatewayError::upstream(ProviderKind::Chatbase, f).into()
+        };
+        let message = String::new;
+        vec![
+            ApiError::InvalidRequest(message()),
+            ApiError::InvalidDate(message()),
+            ApiError::Unauthorized,
+            ApiError::Forbidden(message()),
+            ApiError::BotNotFound(message()),
+            ApiError::NoRoute(message()),
+            ApiError::MethodNotAllowed {
+                method: message(),
+                allow: "GET",
+            },
+            ApiError::PayloadTooLarge(1),
+            ApiError::BodyTimeout(second),
+            // What actix-http answers on its own (`server::wire`).
+            ApiError::HttpLayer(StatusCode::BAD_REQUEST),
+            ApiError::HttpLayer(StatusCode::REQUEST_TIMEOUT),
+            ApiError::HttpLayer(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+            ApiError::RateLimited(second),
+            GatewayError::Internal.into(),
+            GatewayError::OutOfReach(message()).into(),
+            vendor(P::Unauthorized {
+                status: 401,
+                message: message(),
+            }),
+            vendor(P::NotFound { message: message() }),
+            vendor(P::RateLimited { retry_after: None }),
+            vendor(P::Rejected {
+                status: 400,
+                message: message(),
+            }),
+            vendor(P::Upstream {
+                status: 500,
+                message: message(),
+            }),
+            vendor(P::InvalidBody {
+                status: 200,
+                reason: message(),
+            }),
+            vendor(P::ScanLimit { pages: 1 }),
+            vendor(P::NotSupported("")),
+            failure(UpstreamFailure::Transport(TransportError::Timeout(second))),
+            failure(UpstreamFailure::Transport(TransportError::Connect(
+                message(),
+            ))),
+            failure(UpstreamFailure::Deadline(second)),
+            failure(UpstreamFailure::Paused(second)),
+            failure(UpstreamFailure::CircuitOpen(second)),
+            failure(UpstreamFailure::CallBudget(1)),
+            failure(UpstreamFailure::Throttled(second)),
+        ]
+    }
+
+    #[test]
+    fn every_error_the_mapping_gives_is_in_the_documented_table() {
+        for error in every_error() {
+            let (status, code) = error.status_and_code();
+            let rows: Vec<&ErrorDoc> = ERRORS
+                .iter()
+                .filter(|e| e.status == status.as_u16() && e.code == code)
+                .collect();
+            assert!(
+                !rows.is_empty(),
+                "{error:?} → {status} {code} is not in ERRORS"
+            );
+            assert_eq!(
+                rows.iter().any(|e| e.retry_after),
+                error.retry_after().is_some(),
+                "{error:?}: Retry-After as documented"
+            );
+        }
+    }
+
+    #[test]
+    fn every_documented_error_is_one_the_mapping_gives() {
+        let given: Vec<(u16, &str)> = every_error()
+            .iter()
+            .map(|e| {
+                let (status, code) = e.status_and_code();
+                (status.as_u16(), code)
+            })
+            .collect();
+        for row in ERRORS {
+            assert!(
+                given.contains(&(row.status, row.code)),
+                "{} {} is documented but never answered",
+                row.status,
+                row.code
+            );
+        }
     }
 }

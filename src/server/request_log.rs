@@ -55,10 +55,15 @@ pub fn record(req: &HttpRequest, f: impl FnOnce(&mut LogFields)) {
     }
 }
 
-/// `RateLimit-*` on every authenticated response, whatever path answered, so a
-/// client sees the same numbers on a hit, a miss and an error.
+/// The name of the client quota's policy in `RateLimit-Policy` and `RateLimit`.
+const POLICY: &sfv::StringRef = sfv::StringRef::constant("client");
+
+/// The rate-limit headers on every authenticated response, whatever path
+/// answered, so a client sees the same numbers on a hit, a miss and an error:
+/// draft-ietf-httpapi-ratelimit-headers-11's two Structured Fields, and the
+/// older draft's three integers, with the same numbers (README "Rate limits").
 fn rate_limit_headers(headers: &mut actix_web::http::header::HeaderMap, rate: &RateInfo) {
-    let reset = rate.reset.as_secs() + u64::from(rate.reset.subsec_nanos() > 0);
+    let reset = whole_seconds_up(rate.reset);
     for (name, value) in [
         ("ratelimit-limit", u64::from(rate.limit)),
         ("ratelimit-remaining", u64::from(rate.remaining)),
@@ -66,6 +71,47 @@ fn rate_limit_headers(headers: &mut actix_web::http::header::HeaderMap, rate: &R
     ] {
         headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
     }
+    let (policy, current) = structured_fields(rate);
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+/// `RateLimit-Policy` (`"client";q=<burst>;w=<seconds for an empty bucket to
+/// fill>`) and `RateLimit` (`"client";r=<remaining>;t=<seconds until full>`),
+/// serialized as Structured Fields (RFC 9651) Lists of one Item.
+pub fn structured_fields(rate: &RateInfo) -> (String, String) {
+    let seconds = |d| sfv::Integer::try_from(whole_seconds_up(d)).unwrap_or(sfv::Integer::MAX);
+    let policy = client_item(&[
+        (sfv::KeyRef::constant("q"), rate.limit.into()),
+        (sfv::KeyRef::constant("w"), seconds(rate.window)),
+    ]);
+    let current = client_item(&[
+        (sfv::KeyRef::constant("r"), rate.remaining.into()),
+        (sfv::KeyRef::constant("t"), seconds(rate.reset)),
+    ]);
+    (policy, current)
+}
+
+/// A List of one Item, the [`POLICY`] string with these parameters.
+fn client_item(params: &[(&sfv::KeyRef, sfv::Integer)]) -> String {
+    let mut list = sfv::ListSerializer::new();
+    // Each parameter is written as it is added; the serializer returned
+    // at the end has nothing left to say.
+    _ = params
+        .iter()
+        .fold(list.bare_item(POLICY), |item, (key, value)| {
+            item.parameter(key, *value)
+        });
+    // A List with a member always serializes.
+    list.finish().unwrap_or_default()
+}
+
+/// Whole seconds, rounded up: a client told to wait must not be early.
+fn whole_seconds_up(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// The `route` label: a fixed set, so unknown paths cannot grow the metrics.
@@ -81,6 +127,18 @@ fn route_name(pattern: Option<&str>) -> &'static str {
     }
 }
 
+/// [`sane`] as a regular expression, for the OpenAPI document.
+pub const REQUEST_ID_PATTERN: &str = "^[A-Za-z0-9._-]{1,128}$";
+
+/// The schema of a request id (`X-Request-Id`, an error body's `request_id`).
+pub(crate) fn request_id_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some(REQUEST_ID_PATTERN))
+        .build()
+}
+
+/// Whether a caller's request id may be echoed: see [`REQUEST_ID_PATTERN`].
 fn sane(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id

@@ -11,6 +11,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use utoipa::ToSchema;
+
 use super::auth::Caller;
 use super::error::{ApiError, Failure};
 use super::request_log::{record, request_id};
@@ -19,7 +21,8 @@ use crate::cache::{CacheKey, CacheStatus, Listed, Stored};
 use crate::config::BotConfig;
 use crate::gateway::{CallCtx, UpstreamStats};
 use crate::metrics::Format;
-use crate::query::{self as params, ListParams};
+use crate::query::doc::BodyQuery;
+use crate::query::{self as params, DetailParams, ListParams};
 use crate::upstream::Upstream;
 
 /// Largest request body accepted by `POST /api/v1/get-conversations`.
@@ -58,7 +61,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::head().to(readyz))
             .default_service(not_allowed(GET)),
     )
-    .service(metrics_resource());
+    .service(metrics_resource())
+    .service(
+        web::resource("/openapi.json")
+            .route(web::get().to(openapi))
+            .route(web::head().to(openapi))
+            .default_service(not_allowed(GET)),
+    );
 }
 
 /// The methods of a read-only resource: `HEAD` is `GET` without the body
@@ -83,7 +92,21 @@ async fn answer(
 }
 
 /// `GET /api/v1/get-conversations`.
-async fn list_get(
+#[utoipa::path(
+    get,
+    path = "/api/v1/get-conversations",
+    operation_id = "listConversations",
+    tag = "conversations",
+    summary = "List a bot's conversations",
+    description = "One page of a bot's conversations, newest first, in the normalized shape \
+        whatever its vendor. The path and parameter names are Chatbase v1's. \
+        `Cache-Control: no-cache` skips the cache read (`X-Cache: BYPASS`). \
+        `HEAD` answers like `GET` without the body.",
+    params(ListParams),
+    responses((status = 200, description = "One page of conversations.", body = crate::gateway::ListBody)),
+    security(("clientKey" = [])),
+)]
+pub(crate) async fn list_get(
     req: HttpRequest,
     caller: Caller,
     upstream: web::Data<Upstream>,
@@ -96,7 +119,21 @@ async fn list_get(
 }
 
 /// `POST /api/v1/get-conversations` with a JSON body (the older Chatzuri dialect).
-async fn list_post(
+#[utoipa::path(
+    post,
+    path = "/api/v1/get-conversations",
+    operation_id = "listConversationsWithBody",
+    tag = "conversations",
+    summary = "List a bot's conversations, parameters in a JSON body",
+    description = "The same request as `GET`, its parameters in a JSON body (the older \
+        Chatzuri dialect); `include` may be in the query string instead, not in both (400). \
+        A body over 64 KiB is 413.",
+    params(BodyQuery),
+    request_body(content = ListParams, content_type = "application/json"),
+    responses((status = 200, description = "One page of conversations.", body = crate::gateway::ListBody)),
+    security(("clientKey" = [])),
+)]
+pub(crate) async fn list_post(
     req: HttpRequest,
     payload: web::Payload,
     caller: Caller,
@@ -135,7 +172,26 @@ async fn list(
 }
 
 /// `GET /api/v1/conversations/{id}?chatbotId=<bot>`.
-async fn get_conversation(
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{conversationId}",
+    operation_id = "getConversation",
+    tag = "conversations",
+    summary = "One conversation with every message",
+    description = "Vendors with a detail endpoint (Chatling) answer it; for the others \
+        (Chatbase v1, Chatzuri) it is 501 `not_supported`, without a vendor call. \
+        `HEAD` answers like `GET` without the body.",
+    params(
+        ("conversationId" = String, Path, description = "The vendor's conversation id: 1-256 \
+            characters of letters, digits, `.`, `_`, `:`, `-`, not only dots.",
+            min_length = 1, max_length = 256,
+            pattern = "^[A-Za-z0-9._:-]*[A-Za-z0-9_:-][A-Za-z0-9._:-]*$", example = "8047955098"),
+        DetailParams,
+    ),
+    responses((status = 200, description = "The conversation.", body = crate::gateway::OneBody)),
+    security(("clientKey" = [])),
+)]
+pub(crate) async fn get_conversation(
     req: HttpRequest,
     path: web::Path<String>,
     caller: Caller,
@@ -181,15 +237,39 @@ fn call_ctx<'a>(
     }
 }
 
-#[derive(Serialize)]
+/// One bot a key may read.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Bot)]
 struct BotEntry<'a> {
+    /// The bot's name, what `chatbotId` takes.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,128}$")]
     name: &'a str,
-    /// The vendor kind; for a dual-read bot its backends' kinds, comma-separated.
+    /// The vendor kind; for a dual-read bot its backends' kinds, comma-separated,
+    /// in config order.
+    #[schema(pattern = "^(chatbase|chatzuri|chatling)(,(chatbase|chatzuri|chatling))*$")]
     provider: String,
 }
 
+/// The bots answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = BotList)]
+struct BotList<'a> {
+    /// The bots this key may read.
+    data: Vec<BotEntry<'a>>,
+}
+
 /// `GET /api/v1/bots`: the bots this key may read.
-async fn list_bots(caller: Caller) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/api/v1/bots",
+    operation_id = "listBots",
+    tag = "bots",
+    summary = "The bots this key may read",
+    description = "`HEAD` answers like `GET` without the body.",
+    responses((status = 200, description = "The bots.", body = BotList)),
+    security(("clientKey" = [])),
+)]
+pub(crate) async fn list_bots(caller: Caller) -> HttpResponse {
     let gateway = &caller.rt.gateway;
     let data: Vec<BotEntry<'_>> = gateway
         .config
@@ -203,20 +283,111 @@ async fn list_bots(caller: Caller) -> HttpResponse {
             })
         })
         .collect();
-    json(&serde_json::json!({ "data": data }))
+    json(&BotList { data })
 }
 
-async fn healthz() -> HttpResponse {
-    json(&serde_json::json!({ "status": "ok" }))
+/// What `/healthz` says while the process serves.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Health {
+    /// Serving.
+    Ok,
 }
 
-async fn readyz() -> HttpResponse {
-    json(&serde_json::json!({ "status": "ready" }))
+/// What `/readyz` says once the config is loaded and traffic is accepted.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Readiness {
+    /// Accepting traffic.
+    Ready,
+}
+
+/// The `/healthz` answer.
+#[derive(Serialize, ToSchema)]
+struct HealthBody {
+    /// Always `ok`.
+    status: Health,
+}
+
+/// The `/readyz` answer.
+#[derive(Serialize, ToSchema)]
+struct ReadyBody {
+    /// Always `ready`.
+    status: Readiness,
+}
+
+/// `GET /healthz`: liveness, no key.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    summary = "Liveness: the process serves",
+    description = "No key. `HEAD` answers like `GET` without the body.",
+    responses((status = 200, description = "Serving.", body = HealthBody)),
+)]
+pub(crate) async fn healthz() -> HttpResponse {
+    json(&HealthBody { status: Health::Ok })
+}
+
+/// `GET /readyz`: readiness, no key.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    summary = "Readiness: the config is loaded and traffic accepted",
+    description = "No key. `HEAD` answers like `GET` without the body.",
+    responses((status = 200, description = "Ready.", body = ReadyBody)),
+)]
+pub(crate) async fn readyz() -> HttpResponse {
+    json(&ReadyBody {
+        status: Readiness::Ready,
+    })
+}
+
+/// `GET /openapi.json`: this API's OpenAPI document, no key.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    summary = "This document",
+    description = "The OpenAPI 3.1 document of this API, as committed in the repository's \
+        `openapi.json`. No key. `HEAD` answers like `GET` without the body.",
+    responses((status = 200, description = "The document.", body = Object)),
+)]
+pub(crate) async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(JSON)
+        .body(super::openapi::served())
 }
 
 /// `GET /metrics`: every metric, in the format the scraper asks for (OpenMetrics
 /// text by default, the Prometheus text format for `Accept: text/plain`).
-async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Failure> {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "No key. OpenMetrics text by default (and when Prometheus asks for it), the \
+        Prometheus text format 0.0.4 for `Accept: text/plain`. With `server.metrics_bind` set \
+        it is served only there, and this address answers 404. `HEAD` answers like `GET` \
+        without the body.",
+    responses(
+        (status = 200, description = "Every metric.", content(
+            (String = "application/openmetrics-text"),
+            (String = "text/plain"),
+        )),
+        (status = 404, description = "`not_found`: `/metrics` is served on `server.metrics_bind` instead.",
+            body = super::error::ErrorBody),
+    ),
+)]
+pub(crate) async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Failure> {
     if !state.metrics_on_main && req.app_data::<web::Data<Upstream>>().is_some() {
         // Served on `server.metrics_bind` instead.
         return Err(Failure::of(&req, ApiError::NoRoute(req.path().to_owned())));
