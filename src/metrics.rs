@@ -203,6 +203,11 @@ impl GaugeOnceSet {
         self.gauge.set(value);
         self.set.store(true, Ordering::Relaxed);
     }
+
+    /// Absent again, as if never set.
+    fn unset(&self) {
+        self.set.store(false, Ordering::Relaxed);
+    }
 }
 
 impl EncodeMetric for GaugeOnceSet {
@@ -480,6 +485,12 @@ impl Metrics {
     /// The shared Redis store is now reachable (`up`) or not.
     pub fn redis_up(&self, up: bool) {
         self.redis_up.set(i64::from(up));
+    }
+
+    /// The instance no longer uses Redis (a reload removed `[redis]`):
+    /// `chatgate_redis_up` is absent again, as without `[redis]`.
+    pub fn redis_unused(&self) {
+        self.redis_up.unset();
     }
 
     /// A Redis operation `op` failed or timed out.

@@ -12,9 +12,13 @@ use chatgate::config;
 use chatgate::demo::{self, DEMO_KEY};
 use chatgate::export::{ExportArgs, ExportError};
 use chatgate::server::{self, RunningServer};
+use chatgate_emulator::FaultKind;
 use chatgate_emulator::{self as emulator, EmulatorState, Vendor};
 use common::redis::RedisServer;
-use common::{fault_n, status, tune_provider, unlimited, Harness, Resp, ANY_ADDR};
+use common::{
+    fault, fault_n, status, tune_provider, unlimited, with_cache, x_cache, Harness, Resp, ANY_ADDR,
+};
+use futures_util::future::join_all;
 
 const LIST: &str = "/api/v1/get-conversations";
 
@@ -39,16 +43,29 @@ fn edit(toml: String, redis_url: &str) -> String {
 /// Instance A (a harness with its emulator) and instance B on the same
 /// emulator, both on `redis`.
 async fn two_instances(redis: &RedisServer) -> (Harness, RunningServer) {
+    two_instances_with(redis, |t| t).await
+}
+
+/// [`two_instances`] with `more` applied to both configs (after `unlimited`).
+async fn two_instances_with(
+    redis: &RedisServer,
+    more: impl Fn(String) -> String,
+) -> (Harness, RunningServer) {
     let url = redis.url();
     let state = EmulatorState::new(emulator::DEFAULT_SEED);
-    let a = Harness::start_on(state, |t| edit(t, &url)).await;
-    let toml = edit(
-        unlimited(demo::config_toml(&a.emu, ANY_ADDR.parse().unwrap())),
-        &url,
-    );
-    let config = config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}"));
+    let a = Harness::start_on(state, |t| more(edit(t, &url))).await;
+    let config = config_of(&a, &url, &more);
     let b = server::start(config, false).await.unwrap();
     (a, b)
+}
+
+/// Instance B's config: the demo's against A's emulator, unlimited, on `url`.
+fn config_of(a: &Harness, url: &str, more: impl Fn(String) -> String) -> config::Config {
+    let toml = more(edit(
+        unlimited(demo::config_toml(&a.emu, ANY_ADDR.parse().unwrap())),
+        url,
+    ));
+    config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn get(base: &str, key: &str, path: &str) -> Resp {
@@ -193,24 +210,272 @@ async fn requests_are_served_while_redis_is_gone_and_shared_again_after() {
 }
 
 #[actix_rt::test]
-async fn a_reload_changing_redis_keeps_the_store_it_started_with() {
+async fn a_reload_adds_changes_and_removes_redis_live() {
     let redis = RedisServer::start();
     let (a, b) = two_instances(&redis).await;
-    // B is told of another prefix: it warns and keeps sharing on the old one.
-    let toml = edit(
-        unlimited(demo::config_toml(&a.emu, ANY_ADDR.parse().unwrap())),
-        &redis.url(),
-    )
-    .replace("key_prefix = \"scale-out:\"", "key_prefix = \"elsewhere:\"");
-    b.state
-        .apply(config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}")));
-    let admitted = spend_alternating(&a.base, &base_of(&b), TIGHT_KEY).await;
+    let b_base = base_of(&b);
+    let without = |t: String| t[..t.find("[redis]").unwrap()].to_owned();
+
+    // Removed: B keeps its own quota again (a full burst of its own beside
+    // A's) and no longer reports Redis.
+    b.state.apply(config_of(&a, &redis.url(), without));
+    let mut admitted = 0;
+    for n in 0..2 * BURST {
+        let base = if n % 2 == 0 { &a.base } else { &b_base };
+        admitted += usize::from(get(base, TIGHT_KEY, &page(n)).await.status == StatusCode::OK);
+    }
+    assert!(
+        admitted >= 2 * BURST - 1,
+        "two quotas without Redis: {admitted}"
+    );
+    assert!(!metrics_text(&b_base).await.contains("chatgate_redis_up"));
+
+    // Added back, under another prefix: B now shares with A only once A is
+    // told of the same prefix — the prefix is live, not the one B started with.
+    let elsewhere =
+        |t: String| t.replace("key_prefix = \"scale-out:\"", "key_prefix = \"elsewhere:\"");
+    b.state.apply(config_of(&a, &redis.url(), elsewhere));
+    a.gateway
+        .state
+        .apply(config_of(&a, &redis.url(), elsewhere));
+    let admitted = spend_alternating(&a.base, &b_base, LATER_KEY).await;
     assert!(
         (BURST - 1..=BURST + 1).contains(&admitted),
-        "still one burst after the reload: {admitted}"
+        "one burst across both after the reload: {admitted}"
     );
+    eventually("chatgate_redis_up 1 on B", async || {
+        metrics_text(&b_base)
+            .await
+            .lines()
+            .any(|l| l == "chatgate_redis_up 1")
+    })
+    .await;
     b.stop().await;
     a.stop().await;
+}
+
+#[actix_rt::test]
+async fn identical_misses_on_both_instances_make_one_vendor_call() {
+    let redis = RedisServer::start();
+    let (a, b) = two_instances(&redis).await;
+    let b_base = base_of(&b);
+    // A slow vendor, so every request arrives while the one call is out.
+    a.state()
+        .add_fault(fault(Vendor::Chatbase, FaultKind::Delay { ms: 1500 }));
+    let before = a.calls(Vendor::Chatbase);
+    let path = format!("{LIST}?chatbotId=support&size=7&page=2");
+    let answers = join_all((0..50).map(|n| {
+        let base = if n % 2 == 0 {
+            a.base.clone()
+        } else {
+            b_base.clone()
+        };
+        let path = path.clone();
+        async move { get(&base, DEMO_KEY, &path).await }
+    }))
+    .await;
+    assert_eq!(
+        a.calls(Vendor::Chatbase) - before,
+        1,
+        "50 identical misses across two instances"
+    );
+    let first = &answers[0];
+    for r in &answers {
+        r.ok();
+        assert_eq!(r.body, first.body, "every caller gets the same body");
+        assert_eq!(r.header("x-provider"), Some("chatbase"));
+        assert!(["MISS", "HIT"].contains(&x_cache(r)), "{}", x_cache(r));
+    }
+    // Later requests on either instance are hits, from its first level.
+    a.state().clear_faults();
+    for base in [&a.base, &b_base] {
+        let r = get(base, DEMO_KEY, &path).await;
+        assert_eq!(x_cache(&r), "HIT");
+        assert_eq!(r.body, first.body);
+    }
+    assert_eq!(a.calls(Vendor::Chatbase) - before, 1);
+    b.stop().await;
+    a.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_body_one_instance_fetched_is_a_hit_on_the_other() {
+    let redis = RedisServer::start();
+    let (a, b) = two_instances(&redis).await;
+    let path = format!("{LIST}?chatbotId=helpdesk&size=3");
+    let fetched = get(&a.base, DEMO_KEY, &path).await;
+    fetched.ok();
+    assert_eq!(x_cache(&fetched), "MISS");
+    let calls = a.calls(Vendor::Chatling);
+    let shared = get(&base_of(&b), DEMO_KEY, &path).await;
+    assert_eq!(x_cache(&shared), "HIT", "from the second level");
+    assert_eq!(shared.body, fetched.body);
+    assert_eq!(shared.header("x-provider"), fetched.header("x-provider"));
+    assert_eq!(a.calls(Vendor::Chatling), calls, "no vendor call");
+    // A client asking for a fresh answer bypasses both levels.
+    let fresh = get_no_cache(&base_of(&b), &path).await;
+    assert_eq!(x_cache(&fresh), "BYPASS");
+    assert!(a.calls(Vendor::Chatling) > calls);
+    b.stop().await;
+    a.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_stale_copy_in_redis_stands_in_when_the_vendor_fails() {
+    let redis = RedisServer::start();
+    let cache = |t: String| with_cache(t, "ttl_secs = 1\nstale_if_error_secs = 600");
+    let (a, b) = two_instances_with(&redis, cache).await;
+    let path = format!("{LIST}?chatbotId=support&size=4");
+    let fetched = get(&a.base, DEMO_KEY, &path).await;
+    fetched.ok();
+    // Past the second's freshness (on Redis's clock), with the vendor down:
+    // B has never seen the key, so only Redis's copy can answer.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    a.state()
+        .add_fault(fault(Vendor::Chatbase, status(500, None)));
+    let stale = get(&base_of(&b), DEMO_KEY, &path).await;
+    assert_eq!(
+        stale.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&stale.body)
+    );
+    assert_eq!(x_cache(&stale), "STALE");
+    assert_eq!(stale.body, fetched.body);
+    b.stop().await;
+    a.stop().await;
+}
+
+#[actix_rt::test]
+async fn bodies_over_the_bound_stay_in_each_instance() {
+    let redis = RedisServer::start();
+    let bound = |t: String| {
+        t.replace(
+            "timeout_ms = 1000\n",
+            "timeout_ms = 1000\ncache_max_body_bytes = 100\n",
+        )
+    };
+    let (a, b) = two_instances_with(&redis, bound).await;
+    let path = format!("{LIST}?chatbotId=support&size=5");
+    get(&a.base, DEMO_KEY, &path).await.ok();
+    let calls = a.calls(Vendor::Chatbase);
+    let r = get(&base_of(&b), DEMO_KEY, &path).await;
+    assert_eq!(x_cache(&r), "MISS", "a body over 100 bytes is not shared");
+    assert_eq!(a.calls(Vendor::Chatbase), calls + 1);
+    b.stop().await;
+    a.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_vendor_quota_holds_across_instances_and_an_export() {
+    const RATE: u64 = 5;
+    let redis = RedisServer::start();
+    let guard = |t: String| {
+        // `unlimited` raised every guard; put Chatbase's back to RATE.
+        let table = t.find("[providers.chatbase]\n").unwrap();
+        let at = table + t[table..].find("max_requests_per_second = 100000").unwrap();
+        let end = at + "max_requests_per_second = 100000".len();
+        format!(
+            "{}max_requests_per_second = {RATE}\ntimeout_ms = 30000{}",
+            &t[..at],
+            &t[end..]
+        )
+    };
+    let (a, b) = two_instances_with(&redis, guard).await;
+    let b_base = base_of(&b);
+    a.state().clear_requests();
+    let dir = tempfile::tempdir().unwrap();
+    let args = ExportArgs {
+        bot: "support".to_owned(),
+        since: None,
+        until: None,
+        sources: None,
+        out: dir.path().join("out.jsonl"),
+        resume: false,
+        include_raw: false,
+        page_size: 10,
+    };
+    let export = chatgate::export::run(config_of(&a, &redis.url(), guard), args);
+    // Distinct pages, so every request is a miss and a vendor call.
+    let requests = join_all((0..30).map(|n| {
+        let base = if n % 2 == 0 {
+            a.base.clone()
+        } else {
+            b_base.clone()
+        };
+        async move {
+            get(
+                &base,
+                DEMO_KEY,
+                &format!("{LIST}?chatbotId=support&size=1&page={}", n + 1),
+            )
+            .await
+        }
+    }));
+    let (exported, answers) = futures_util::join!(export, requests);
+    exported.unwrap();
+    for r in &answers {
+        r.ok();
+    }
+    let times: Vec<u64> = a
+        .state()
+        .requests()
+        .iter()
+        .filter(|r| r.vendor == Vendor::Chatbase)
+        .map(|r| r.received_ms)
+        .collect();
+    assert!(
+        times.len() >= 40,
+        "30 requests and the export: {}",
+        times.len()
+    );
+    // What one instance's guard allows alone: the burst (= the rate) at once,
+    // then the rate; one call of slack for the time between the guard's
+    // decision and the emulator's clock.
+    for window_secs in [1, 3] {
+        let allowed = RATE + RATE * window_secs + 1;
+        let busiest = busiest_window(&times, window_secs * 1000);
+        assert!(
+            busiest <= allowed,
+            "{busiest} calls in a {window_secs} s window; one guard allows {allowed}"
+        );
+    }
+    b.stop().await;
+    a.stop().await;
+}
+
+/// The most calls at `times` (ms) inside any window of `window_ms`.
+fn busiest_window(times: &[u64], window_ms: u64) -> u64 {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    let mut busiest = 0;
+    let mut start = 0;
+    for end in 0..sorted.len() {
+        while sorted[end] - sorted[start] >= window_ms {
+            start += 1;
+        }
+        busiest = busiest.max((end - start + 1) as u64);
+    }
+    busiest
+}
+
+async fn get_no_cache(base: &str, path: &str) -> Resp {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let mut res = client
+        .get(format!("{base}{path}"))
+        .insert_header(("authorization", format!("Bearer {DEMO_KEY}")))
+        .insert_header(("cache-control", "no-cache"))
+        .send()
+        .await
+        .unwrap();
+    let body = res.body().limit(16 * 1024 * 1024).await.unwrap();
+    Resp {
+        status: res.status(),
+        headers: res.headers().clone(),
+        body,
+    }
 }
 
 #[actix_rt::test]

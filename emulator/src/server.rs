@@ -143,6 +143,7 @@ async fn vendor_entry(
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        received_ms: 0,
     });
     let normal = || {
         if vendor == Vendor::Chatling && state.chatling_over_limit() {

@@ -36,6 +36,7 @@ pub struct EmulatorState {
     faults: Mutex<Vec<Fault>>,
     log: Mutex<VecDeque<RecordedRequest>>,
     counts: [AtomicU64; 4],
+    started: std::time::Instant,
 }
 
 /// One vendor request as the emulator received it, for tests that count or inspect
@@ -56,6 +57,10 @@ pub struct RecordedRequest {
     pub auth_ok: bool,
     /// The `X-Request-Id` header, when sent (to check the gateway propagates it).
     pub request_id: Option<String>,
+    /// When it arrived, in milliseconds since the emulator started (set when
+    /// recorded), so tests can check how calls are spaced in time.
+    #[serde(default)]
+    pub received_ms: u64,
 }
 
 /// Chatling's per-minute call counter: calls are counted per wall-clock minute, as
@@ -152,6 +157,7 @@ impl EmulatorState {
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(VecDeque::new()),
             counts: Default::default(),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -285,7 +291,8 @@ impl EmulatorState {
     }
 
     /// Appends a request to the log and counts it.
-    pub(crate) fn record(&self, request: RecordedRequest) {
+    pub(crate) fn record(&self, mut request: RecordedRequest) {
+        request.received_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut log = lock(&self.log);
         self.counts[request.vendor.index()].fetch_add(1, Ordering::Relaxed);
         if log.len() >= REQUEST_LOG_CAPACITY {
@@ -310,6 +317,7 @@ mod tests {
             body: None,
             auth_ok: true,
             request_id: None,
+            received_ms: 0,
         }
     }
 

@@ -35,7 +35,7 @@ pub(super) struct RawConfig {
 }
 
 /// `[redis]`: where the state shared by several instances (client limits,
-/// vendor guards, 429 pauses) lives. Checked by `RedisSettings::validate`.
+/// vendor guards, 429 pauses, the second cache level) lives. Checked by `RedisSettings::validate`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawRedis {
@@ -49,6 +49,9 @@ pub(super) struct RawRedis {
     /// Bound on one Redis operation, connecting included, in milliseconds.
     /// Default 50.
     pub(super) timeout_ms: Option<u64>,
+    /// The largest response body shared through Redis; 0 shares none.
+    /// Default 1 MiB.
+    pub(super) cache_max_body_bytes: Option<u64>,
 }
 
 /// `[server]`.

@@ -17,6 +17,7 @@ use super::types::{
     ServerConfig,
 };
 use super::{ConfigError, ENV_PREFIX};
+use crate::redis::settings::RawSettings;
 use crate::redis::RedisSettings;
 
 /// The smallest client key accepted, so a guessable key cannot slip into
@@ -37,12 +38,13 @@ pub(super) fn validate(
     let cache = validate_cache(&raw.cache, &mut p);
     let mut redis_ok = true;
     let redis = raw.redis.as_ref().and_then(|r| {
-        let settings = RedisSettings::validate(
-            r.url.as_ref(),
-            r.key_prefix.as_deref(),
-            r.timeout_ms,
-            &mut p,
-        );
+        let raw = RawSettings {
+            url: r.url.as_ref(),
+            key_prefix: r.key_prefix.as_deref(),
+            timeout_ms: r.timeout_ms,
+            cache_max_body_bytes: r.cache_max_body_bytes,
+        };
+        let settings = RedisSettings::validate(raw, &mut p);
         redis_ok = settings.is_some();
         settings
     });

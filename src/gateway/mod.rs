@@ -37,6 +37,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::cache::shared::SharedCache;
 use crate::cache::{BackendId, CacheStatus, Listed, Stored};
 use crate::circuit::CircuitBreaker;
 use crate::clock::Clock;
@@ -231,8 +232,11 @@ pub struct Gateway {
     chunks: Arc<ChunkCache>,
     /// What every time rule here (pause, deadline, breaker, retry) reads.
     clock: Clock,
-    /// The shared store, with `[redis]`: kept across reloads.
+    /// The shared store, with `[redis]`: kept across reloads that keep the
+    /// same `[redis]` connection settings.
     store: Option<SharedStore>,
+    /// The second cache level in it, when `[redis]` shares bodies.
+    shared_cache: Option<SharedCache>,
 }
 
 /// How the vendor calls of one API request went, for the log line, and how many
@@ -426,6 +430,9 @@ impl Gateway {
                 (name.clone(), runtime)
             })
             .collect();
+        let shared_cache = store
+            .as_ref()
+            .and_then(|store| SharedCache::new(store, config.server.request_timeout));
         Self {
             config: Arc::new(config),
             providers,
@@ -433,12 +440,18 @@ impl Gateway {
             chunks,
             clock: clock.clone(),
             store,
+            shared_cache,
         }
     }
 
     /// The shared store, if `[redis]` is set.
     pub fn store(&self) -> Option<&SharedStore> {
         self.store.as_ref()
+    }
+
+    /// The second level of the response cache, if `[redis]` shares bodies.
+    pub fn shared_cache(&self) -> Option<&SharedCache> {
+        self.shared_cache.as_ref()
     }
 
     /// Sets every provider's circuit gauge to its state now (a cooldown passing

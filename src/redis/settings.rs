@@ -24,6 +24,29 @@ pub const MAX_TIMEOUT_MS: u64 = 10_000;
 /// The longest `redis.key_prefix`: it is repeated in every key.
 pub const MAX_KEY_PREFIX_LEN: usize = 64;
 
+/// The largest body shared through Redis, when `redis.cache_max_body_bytes`
+/// is not set: a 100-conversation page is about 250 KB; a body much larger
+/// than a megabyte costs every instance reading it more than a vendor call
+/// saves, and one hot key of that size would crowd Redis's network.
+pub const DEFAULT_CACHE_MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+/// The largest `redis.cache_max_body_bytes` (Redis's own bound on a value
+/// is 512 MB; past a few MiB per body, sharing costs more than it saves).
+pub const MAX_CACHE_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The `[redis]` values as read from the config, before validation.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RawSettings<'a> {
+    /// `redis.url`.
+    pub url: Option<&'a SecretString>,
+    /// `redis.key_prefix`.
+    pub key_prefix: Option<&'a str>,
+    /// `redis.timeout_ms`.
+    pub timeout_ms: Option<u64>,
+    /// `redis.cache_max_body_bytes`.
+    pub cache_max_body_bytes: Option<u64>,
+}
+
 /// Where the shared store is and how chatgate uses it (validated). `Clone`, so
 /// the running config can keep its copy while the store owns one.
 #[derive(Clone)]
@@ -36,6 +59,10 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// `redis.timeout_ms`: the bound on each operation, connecting included.
     pub timeout: Duration,
+    /// `redis.cache_max_body_bytes`: the largest response body shared through
+    /// the second cache level; larger ones stay in the instance's own cache.
+    /// 0 shares no body (limits and pauses are still shared).
+    pub cache_max_body_bytes: usize,
 }
 
 impl RedisSettings {
@@ -43,14 +70,15 @@ impl RedisSettings {
     /// `problem(key, message)` (the config loader's reporter, which adds where
     /// the value came from). `None` when anything is wrong.
     ///
-    /// `url` is required; the others default to [`DEFAULT_KEY_PREFIX`] and
-    /// [`DEFAULT_TIMEOUT_MS`].
-    pub fn validate(
-        url: Option<&SecretString>,
-        key_prefix: Option<&str>,
-        timeout_ms: Option<u64>,
-        problem: &mut impl FnMut(&str, String),
-    ) -> Option<Self> {
+    /// `url` is required; the others default to [`DEFAULT_KEY_PREFIX`],
+    /// [`DEFAULT_TIMEOUT_MS`] and [`DEFAULT_CACHE_MAX_BODY_BYTES`].
+    pub fn validate(raw: RawSettings<'_>, problem: &mut impl FnMut(&str, String)) -> Option<Self> {
+        let RawSettings {
+            url,
+            key_prefix,
+            timeout_ms,
+            cache_max_body_bytes,
+        } = raw;
         let mut ok = true;
         let mut bad = |key: &str, message: String| {
             ok = false;
@@ -86,11 +114,19 @@ impl RedisSettings {
                 format!("must be from 1 to {MAX_TIMEOUT_MS} (got {timeout_ms})"),
             );
         }
+        let max_body = cache_max_body_bytes.unwrap_or(DEFAULT_CACHE_MAX_BODY_BYTES);
+        if max_body > MAX_CACHE_MAX_BODY_BYTES {
+            bad(
+                "redis.cache_max_body_bytes",
+                format!("must be from 0 to {MAX_CACHE_MAX_BODY_BYTES} (got {max_body})"),
+            );
+        }
         let url = url?;
         ok.then(|| Self {
             url: url.clone(),
             key_prefix: key_prefix.to_owned(),
             timeout: Duration::from_millis(timeout_ms),
+            cache_max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
         })
     }
 
@@ -103,7 +139,13 @@ impl RedisSettings {
     ) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
         let url = SecretString::from(url);
-        let settings = Self::validate(Some(&url), key_prefix, timeout_ms, &mut |key, message| {
+        let raw = RawSettings {
+            url: Some(&url),
+            key_prefix,
+            timeout_ms,
+            cache_max_body_bytes: None,
+        };
+        let settings = Self::validate(raw, &mut |key, message| {
             problems.push(format!("{key}: {message}"));
         });
         settings.ok_or(problems)
@@ -130,6 +172,7 @@ impl fmt::Debug for RedisSettings {
             .field("url", &self.display_url())
             .field("key_prefix", &self.key_prefix)
             .field("timeout", &self.timeout)
+            .field("cache_max_body_bytes", &self.cache_max_body_bytes)
             .finish()
     }
 }
@@ -185,9 +228,13 @@ mod tests {
     fn problems(url: Option<&str>, prefix: Option<&str>, timeout: Option<u64>) -> Vec<String> {
         let url = url.map(SecretString::from);
         let mut out = Vec::new();
-        let settings = RedisSettings::validate(url.as_ref(), prefix, timeout, &mut |k, m| {
-            out.push(format!("{k}: {m}"))
-        });
+        let raw = RawSettings {
+            url: url.as_ref(),
+            key_prefix: prefix,
+            timeout_ms: timeout,
+            cache_max_body_bytes: None,
+        };
+        let settings = RedisSettings::validate(raw, &mut |k, m| out.push(format!("{k}: {m}")));
         assert_eq!(settings.is_some(), out.is_empty(), "{out:?}");
         out
     }
@@ -197,7 +244,31 @@ mod tests {
         let s = RedisSettings::new("redis://127.0.0.1", None, None).unwrap();
         assert_eq!(s.key_prefix, "chatgate:");
         assert_eq!(s.timeout, Duration::from_millis(50));
+        assert_eq!(s.cache_max_body_bytes, 1024 * 1024);
         assert_eq!(s.display_url(), "redis://127.0.0.1:6379/0");
+    }
+
+    #[test]
+    fn the_shared_body_bound_has_a_range() {
+        let url = SecretString::from("redis://h");
+        let check = |bytes| {
+            let mut out = Vec::new();
+            let raw = RawSettings {
+                url: Some(&url),
+                cache_max_body_bytes: Some(bytes),
+                ..RawSettings::default()
+            };
+            let settings = RedisSettings::validate(raw, &mut |k, m| out.push(format!("{k}: {m}")));
+            (settings.map(|s| s.cache_max_body_bytes), out)
+        };
+        assert_eq!(check(0).0, Some(0), "0 shares no body");
+        assert_eq!(check(64 << 20).0, Some(64 << 20));
+        let (settings, found) = check((64 << 20) + 1);
+        assert!(settings.is_none());
+        assert!(
+            found[0].starts_with("redis.cache_max_body_bytes: "),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -102,6 +102,44 @@ impl AppState {
         result
     }
 
+    /// The shared store for a new config: the running one while `[redis]`
+    /// names the same connection (its live connection and up/down state go
+    /// on), a new one when `[redis]` was added or changed, none when removed.
+    /// Requests in flight finish on the store they started with.
+    fn store_for(
+        &self,
+        running: Option<&SharedStore>,
+        wanted: Option<&RedisSettings>,
+    ) -> Option<SharedStore> {
+        if let Some(store) = running.filter(|s| same_connection(s.settings(), wanted)) {
+            return Some(store.clone());
+        }
+        match wanted {
+            Some(settings) => {
+                match SharedStore::new(settings.clone(), self.metrics.clone(), self.clock.clone()) {
+                    Ok(store) => {
+                        tracing::info!(redis = %settings.display_url(), "now sharing limits, pauses and cache in Redis");
+                        Some(store)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot use the new [redis]; limits and cache stay in memory");
+                        self.metrics.redis_unused();
+                        None
+                    }
+                }
+            }
+            None => {
+                if running.is_some() {
+                    tracing::info!(
+                        "[redis] removed: limits, pauses and cache are this instance's own again"
+                    );
+                    self.metrics.redis_unused();
+                }
+                None
+            }
+        }
+    }
+
     /// Swaps in a validated config, keeping live state of unchanged providers and
     /// clients.
     pub fn apply(&self, config: Config) {
@@ -110,12 +148,7 @@ impl AppState {
         if old.server != config.server || old.cache != config.cache {
             tracing::warn!("[server] and [cache] changes take effect only after a restart");
         }
-        // The store is built once, at start: a new one would drop the
-        // connection mid-request, and the old keys still hold the live state.
-        if !same_redis(old.redis.as_ref(), config.redis.as_ref()) {
-            tracing::warn!("[redis] changes take effect only after a restart");
-        }
-        let store = current.gateway.store().cloned();
+        let store = self.store_for(current.gateway.store(), config.redis.as_ref());
         let client_limits =
             ClientLimits::new(&config.clients, Some(&current.client_limits), &self.clock)
                 .with_store(store.clone());
@@ -210,7 +243,7 @@ pub async fn start_with_clock(
         Some(settings) => {
             let store = SharedStore::new(settings.clone(), metrics.clone(), clock.clone())
                 .map_err(io::Error::other)?;
-            tracing::info!(redis = %settings.display_url(), "sharing limits and pauses in Redis");
+            tracing::info!(redis = %settings.display_url(), "sharing limits, pauses and cache in Redis");
             Some(store)
         }
         None => None,
@@ -314,18 +347,15 @@ pub async fn start_with_clock(
     })
 }
 
-/// Whether two `[redis]` tables are the same (the URL compared in full, as
-/// it may differ only in its password).
-fn same_redis(a: Option<&RedisSettings>, b: Option<&RedisSettings>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => {
-            a.url.expose_secret() == b.url.expose_secret()
-                && a.key_prefix == b.key_prefix
-                && a.timeout == b.timeout
-        }
-        _ => false,
-    }
+/// Whether `wanted` names the store `running` already is (the URL compared in
+/// full, as it may differ only in its password).
+fn same_connection(running: &RedisSettings, wanted: Option<&RedisSettings>) -> bool {
+    wanted.is_some_and(|b| {
+        running.url.expose_secret() == b.url.expose_secret()
+            && running.key_prefix == b.key_prefix
+            && running.timeout == b.timeout
+            && running.cache_max_body_bytes == b.cache_max_body_bytes
+    })
 }
 
 /// SIGHUP re-reads the config (SPEC §8).

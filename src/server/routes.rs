@@ -165,7 +165,7 @@ async fn list(
     let result = caller
         .state
         .cache
-        .get_or_fetch(key, ctx.bypass, fetch)
+        .get_or_fetch_shared(key, ctx.bypass, gateway.shared_cache(), fetch)
         .await;
     record(req, |f| f.upstream = ctx.stats);
     Ok(success(req, &caller.state, result?))
@@ -211,7 +211,7 @@ pub(crate) async fn get_conversation(
         let result = caller
             .state
             .cache
-            .get_or_fetch(key, ctx.bypass, fetch)
+            .get_or_fetch_shared(key, ctx.bypass, gateway.shared_cache(), fetch)
             .await;
         record(&req, |f| f.upstream = ctx.stats);
         Ok(success(&req, &caller.state, result?))

@@ -12,6 +12,9 @@
 //!   call, and its result — the body or the error — is handed to every waiter.
 //!   The finished value moves to `entries` and is dropped from `inflight`.
 //!
+//! With `[redis]`, a miss in moka looks in a second level shared by every
+//! instance before calling the vendor ([`shared`]).
+//!
 //! Only successful answers are stored. The key never holds the client key:
 //! authorization is checked before the cache is consulted.
 
@@ -28,6 +31,8 @@ use moka::future::Cache;
 use crate::clock::Clock;
 use crate::config::{BotConfig, CacheConfig, ProviderConfig};
 use crate::error::GatewayError;
+
+pub mod shared;
 
 /// Bytes counted per entry on top of its value and key, for moka's own
 /// bookkeeping, so `max_bytes` tracks memory rather than payload alone.
@@ -164,6 +169,67 @@ pub struct Stored<V> {
     /// Until when it may stand in for a failing vendor (STALE); after it, the
     /// entry is as good as gone.
     stale_until: Instant,
+    /// Where the value came from.
+    origin: Origin,
+}
+
+/// Where a stored value came from, which decides its `X-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The vendor, just now.
+    Vendor,
+    /// Another instance's fresh copy (the second level).
+    Shared,
+    /// Another instance's copy past its freshness, standing in for a failing
+    /// vendor.
+    SharedStale,
+}
+
+/// What a cache miss's load produced.
+#[derive(Debug)]
+pub enum Loaded<V> {
+    /// The vendor's answer, fresh.
+    Fetched(V),
+    /// A copy another instance fetched, fresh for `fresh_for` more and usable
+    /// (stale-if-error) for `usable_for` more.
+    Shared {
+        /// The value.
+        value: V,
+        /// How long it stays a HIT.
+        fresh_for: Duration,
+        /// How long it may stand in for a failing vendor.
+        usable_for: Duration,
+    },
+    /// Another instance's copy past its freshness, because the vendor failed.
+    SharedStale {
+        /// The value.
+        value: V,
+        /// How long it may still stand in.
+        usable_for: Duration,
+    },
+}
+
+/// How long this cache keeps what it stores: fresh for `ttl`, then usable
+/// for `stale_if_error` more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// `cache.ttl_secs`.
+    pub ttl: Duration,
+    /// `cache.stale_if_error_secs`.
+    pub stale_if_error: Duration,
+}
+
+impl Lifetimes {
+    /// Nothing is kept (the cache is off).
+    pub const NONE: Self = Self {
+        ttl: Duration::ZERO,
+        stale_if_error: Duration::ZERO,
+    };
+
+    /// Whether anything is kept at all.
+    pub fn keeps(&self) -> bool {
+        !(self.ttl + self.stale_if_error).is_zero()
+    }
 }
 
 impl<V> Deref for Stored<V> {
@@ -278,14 +344,29 @@ where
     where
         F: Future<Output = Result<V, GatewayError>>,
     {
+        self.get_or_load(key, bypass, |_| async { fetch.await.map(Loaded::Fetched) })
+            .await
+    }
+
+    /// [`get_or_fetch`](Self::get_or_fetch) where a miss runs `load`, which
+    /// may find the value somewhere other than the vendor (another instance's
+    /// copy in the second level, [`shared`]). `load` is given the lifetimes
+    /// this cache stores values for, so a copy it shares lives as long.
+    pub async fn get_or_load<L, Fut>(
+        &self,
+        key: K,
+        bypass: bool,
+        load: L,
+    ) -> Result<(Arc<Stored<V>>, CacheStatus), GatewayError>
+    where
+        L: FnOnce(Lifetimes) -> Fut,
+        Fut: Future<Output = Result<Loaded<V>, GatewayError>>,
+    {
         let Some(inner) = &self.inner else {
-            let value = fetch.await?;
-            let status = if value.storable() {
-                CacheStatus::Bypass
-            } else {
-                CacheStatus::Stale
-            };
-            let stored = Stored::new(value, self.clock.now(), Duration::ZERO, Duration::ZERO);
+            // Nothing is kept, so every answer is a BYPASS (or STALE).
+            let loaded = load(Lifetimes::NONE).await?;
+            let stored = Stored::loaded(loaded, self.clock.now(), Lifetimes::NONE);
+            let status = stored.status(true);
             return Ok((Arc::new(stored), status));
         };
         let key = Arc::new(key);
@@ -304,34 +385,32 @@ where
                 }
             }
         }
+        let lifetimes = Lifetimes {
+            ttl: inner.ttl,
+            stale_if_error: inner.stale_if_error,
+        };
         let fetched = inner
             .inflight
             .try_get_with(key.clone(), async {
-                fetch.await.map(|v| {
-                    let stored = Stored::new(v, self.clock.now(), inner.ttl, inner.stale_if_error);
-                    Arc::new(stored)
-                })
+                let loaded = load(lifetimes).await?;
+                Ok::<_, GatewayError>(Arc::new(Stored::loaded(
+                    loaded,
+                    self.clock.now(),
+                    lifetimes,
+                )))
             })
             .await;
         // Store before leaving `inflight`, so no request finds neither and makes a
         // second vendor call in between.
         if let Ok(value) = &fetched {
-            if value.value.storable() {
+            if value.storable() {
                 inner.entries.insert(key.clone(), value.clone()).await;
             }
         }
         inner.inflight.invalidate(&key).await;
         match fetched {
             Ok(value) => {
-                // The one place STALE is decided: a value built partly from
-                // stale data (a merged page) says so, like a stale entry does.
-                let status = if !value.value.storable() {
-                    CacheStatus::Stale
-                } else if bypass {
-                    CacheStatus::Bypass
-                } else {
-                    CacheStatus::Miss
-                };
+                let status = value.status(bypass);
                 Ok((value, status))
             }
             // The window is checked again: the failed fetch took time.
@@ -357,7 +436,7 @@ where
     }
 }
 
-impl<V> Stored<V> {
+impl<V: Weigh> Stored<V> {
     /// `value` stored at `now`: fresh for `ttl`, then usable as stale for
     /// `stale_if_error`. A deadline past what an `Instant` can hold ends at
     /// `now` (validation keeps configured lifetimes far below that).
@@ -369,6 +448,54 @@ impl<V> Stored<V> {
             stale_until: fresh_until
                 .checked_add(stale_if_error)
                 .unwrap_or(fresh_until),
+            origin: Origin::Vendor,
+        }
+    }
+
+    /// What a load produced, at `now`: a vendor's answer lives for this
+    /// cache's `lifetimes`; another instance's copy for what is left of its
+    /// own (its deadlines were set when it was fetched).
+    fn loaded(loaded: Loaded<V>, now: Instant, lifetimes: Lifetimes) -> Self {
+        let at = |left: Duration| now.checked_add(left).unwrap_or(now);
+        match loaded {
+            Loaded::Fetched(value) => {
+                Self::new(value, now, lifetimes.ttl, lifetimes.stale_if_error)
+            }
+            Loaded::Shared {
+                value,
+                fresh_for,
+                usable_for,
+            } => Self {
+                value,
+                fresh_until: at(fresh_for),
+                stale_until: at(usable_for.max(fresh_for)),
+                origin: Origin::Shared,
+            },
+            Loaded::SharedStale { value, usable_for } => Self {
+                value,
+                fresh_until: now,
+                stale_until: at(usable_for),
+                origin: Origin::SharedStale,
+            },
+        }
+    }
+
+    /// Whether it may be kept in the first level: a value built from stale
+    /// data is handed to its callers but never stored as if it were fresh.
+    fn storable(&self) -> bool {
+        self.origin != Origin::SharedStale && self.value.storable()
+    }
+
+    /// The one place STALE is decided: a stale copy from the second level,
+    /// or a value built partly from stale data (a merged page), says so, as a
+    /// stale entry does; another instance's fresh copy is a HIT.
+    fn status(&self, bypass: bool) -> CacheStatus {
+        match self.origin {
+            Origin::SharedStale => CacheStatus::Stale,
+            _ if !self.value.storable() => CacheStatus::Stale,
+            Origin::Shared => CacheStatus::Hit,
+            Origin::Vendor if bypass => CacheStatus::Bypass,
+            Origin::Vendor => CacheStatus::Miss,
         }
     }
 }
