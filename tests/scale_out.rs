@@ -5,9 +5,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use awc::http::StatusCode;
+use chatgate::clock::Clock;
 use chatgate::config;
 use chatgate::demo::{self, DEMO_KEY};
 use chatgate::export::{ExportArgs, ExportError};
@@ -525,4 +527,53 @@ async fn an_instance_without_redis_never_reports_it() {
     let text = metrics_text(&h.base).await;
     assert!(!text.contains("chatgate_redis"), "{text}");
     h.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_lock_left_by_a_dead_holder_delays_the_fetch_but_never_blocks_it() {
+    use chatgate::cache::CacheKey;
+    use chatgate::redis::cache::SecondLevel;
+    use chatgate::redis::{NoMetrics, RedisSettings, SharedStore};
+    use chatgate_providers::{ListQuery, PageNumber, PageSize};
+
+    let redis = RedisServer::start();
+    let (a, b) = two_instances(&redis).await;
+    // The key B will miss, as the gateway computes it.
+    let runtime = b.state.runtime();
+    let gateway = &runtime.gateway;
+    let bot = gateway.config.bots["support"].clone();
+    let query = ListQuery {
+        page: PageNumber::new(3).unwrap(),
+        size: PageSize::new(6).unwrap(),
+        ..ListQuery::default()
+    };
+    let key = CacheKey::list(&bot, gateway.backend_ids(&bot).unwrap(), &query);
+    // A holder that took the lock and died: nobody will release it.
+    let settings = RedisSettings::new(&redis.url(), Some("scale-out:"), Some(1_000)).unwrap();
+    let store = SharedStore::new(settings, Arc::new(NoMetrics), Clock::system()).unwrap();
+    let keys = store.keys().cache_entry(&key.canonical());
+    let lease = Duration::from_millis(1500);
+    let held = SecondLevel::new(store, 1 << 20)
+        .try_lock(&keys, lease)
+        .await
+        .unwrap();
+    assert!(held.is_some(), "the lock was free");
+    let calls = a.calls(Vendor::Chatbase);
+    let started = Instant::now();
+    let r = get(
+        &base_of(&b),
+        DEMO_KEY,
+        &format!("{LIST}?chatbotId=support&size=6&page=3"),
+    )
+    .await;
+    r.ok();
+    assert_eq!(x_cache(&r), "MISS", "B took over and fetched");
+    assert_eq!(a.calls(Vendor::Chatbase), calls + 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "B waited for the holder's lease: {:?}",
+        started.elapsed()
+    );
+    b.stop().await;
+    a.stop().await;
 }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `POST /_emulator/faults` + a [`Fault`] | add a fault → 204 |
 //! | `DELETE /_emulator/faults` | clear faults → 204 |
-//! | `GET /_emulator/requests` | `{"requests": […], "counts": {"chatbase": n, …}}` |
+//! | `GET /_emulator/requests` | `{"requests": […], "counts": {"chatbase": n, …}}`; each request has `received_ms`, its arrival since the emulator started |
 //! | `DELETE /_emulator/requests` | clear the log and counts → 204 |
 //! | `PUT /_emulator/chatling` + `{"per_page", "messages_per_page", "rate_limit_per_minute"}` | change Chatling settings (absent = unchanged, `rate_limit_per_minute: null` = off) → 204 |
 //! | `PUT /_emulator/chatbase_v2` + `{"rate_limit_per_10s"}` | Chatbase v2's sliding-window limit (`null` = off; the documented value is 100) → 204 |
@@ -240,8 +240,15 @@ mod tests {
             body["counts"],
             json!({"chatbase": 1, "chatzuri": 0, "chatling": 2, "chatbase_v2": 0})
         );
+        let mut first = body["requests"][0].clone();
+        let received = first.as_object_mut().and_then(|o| o.remove("received_ms"));
+        assert!(
+            received.is_some_and(|ms| ms.is_u64()),
+            "{}",
+            body["requests"][0]
+        );
         assert_eq!(
-            body["requests"][0],
+            first,
             json!({
                 "vendor": "chatbase",
                 "method": "GET",
