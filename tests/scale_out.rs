@@ -387,16 +387,7 @@ async fn a_vendor_quota_holds_across_instances_and_an_export() {
     let b_base = base_of(&b);
     a.state().clear_requests();
     let dir = tempfile::tempdir().unwrap();
-    let args = ExportArgs {
-        bot: "support".to_owned(),
-        since: None,
-        until: None,
-        sources: None,
-        out: dir.path().join("out.jsonl"),
-        resume: false,
-        include_raw: false,
-        page_size: 10,
-    };
+    let args = export_args(dir.path());
     let export = chatgate::export::run(config_of(&a, &redis.url(), guard), args);
     // Distinct pages, so every request is a miss and a vendor call.
     let requests = join_all((0..30).map(|n| {
@@ -444,6 +435,20 @@ async fn a_vendor_quota_holds_across_instances_and_an_export() {
     }
     b.stop().await;
     a.stop().await;
+}
+
+/// An export of the `support` bot into `dir`, 10 conversations a page.
+fn export_args(dir: &std::path::Path) -> ExportArgs {
+    ExportArgs {
+        bot: "support".to_owned(),
+        since: None,
+        until: None,
+        sources: None,
+        out: dir.join("out.jsonl"),
+        resume: false,
+        include_raw: false,
+        page_size: 10,
+    }
 }
 
 /// The most calls at `times` (ms) inside any window of `window_ms`.
@@ -496,16 +501,7 @@ async fn export_honours_the_pause_the_instances_share() {
         &redis.url(),
     );
     let config = config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}"));
-    let args = ExportArgs {
-        bot: "support".to_owned(),
-        since: None,
-        until: None,
-        sources: None,
-        out: dir.path().join("out.jsonl"),
-        resume: false,
-        include_raw: false,
-        page_size: 10,
-    };
+    let args = export_args(dir.path());
     let result = chatgate::export::run(config, args).await;
     assert!(
         matches!(result, Err(ExportError::Upstream { .. })),

@@ -501,7 +501,7 @@ impl<V: Weigh> Stored<V> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::error::UpstreamFailure;
@@ -510,12 +510,13 @@ mod tests {
     use secrecy::SecretString;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    fn provider() -> ProviderConfig {
+    /// A provider named `name` of `kind` (its key: `vendor-secret-key`).
+    pub(super) fn provider_of(name: &str, kind: ProviderKind) -> ProviderConfig {
         ProviderConfig {
-            name: "p".into(),
-            kind: ProviderKind::Chatbase,
+            name: name.into(),
+            kind,
             base_url: "http://x".into(),
-            api_key: SecretString::from("k"),
+            api_key: SecretString::from("vendor-secret-key"),
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             max_body_bytes: 1,
@@ -529,14 +530,23 @@ mod tests {
         }
     }
 
-    fn bot() -> BotConfig {
+    fn provider() -> ProviderConfig {
+        provider_of("p", ProviderKind::Chatbase)
+    }
+
+    /// A bot named `name` on provider `p`, vendor bot `c`.
+    pub(super) fn bot_named(name: &str) -> BotConfig {
         BotConfig {
-            name: "b".into(),
+            name: name.into(),
             backends: vec![crate::config::Backend {
                 provider: "p".into(),
                 chatbot_id: "c".into(),
             }],
         }
+    }
+
+    fn bot() -> BotConfig {
+        bot_named("b")
     }
 
     #[actix_rt::test]

@@ -348,40 +348,16 @@ impl Canonical {
 mod tests {
     use super::*;
     use crate::cache::BackendId;
-    use crate::config::{Backend, BotConfig, ProviderConfig};
-    use chatgate_providers::{
-        AdapterOptions, DateRange, ListQuery, PageNumber, PageSize, ProviderKind, Source,
-    };
-    use secrecy::SecretString;
+    use crate::config::{BotConfig, ProviderConfig};
+    use chatgate_providers::{DateRange, ListQuery, PageNumber, PageSize, ProviderKind, Source};
     use std::collections::BTreeSet;
 
     fn provider(name: &str, kind: ProviderKind) -> ProviderConfig {
-        ProviderConfig {
-            name: name.into(),
-            kind,
-            base_url: "http://vendor".into(),
-            api_key: SecretString::from("vendor-secret-key"),
-            timeout: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(1),
-            max_body_bytes: 1,
-            adapter: AdapterOptions::default(),
-            max_requests_per_second: std::num::NonZeroU32::MIN,
-            max_retries: 0,
-            max_retry_wait: Duration::ZERO,
-            max_pause: Duration::from_secs(1),
-            circuit_failure_threshold: std::num::NonZeroU32::MIN,
-            circuit_cooldown: Duration::from_secs(1),
-        }
+        crate::cache::tests::provider_of(name, kind)
     }
 
     fn bot(name: &str) -> BotConfig {
-        BotConfig {
-            name: name.into(),
-            backends: vec![Backend {
-                provider: "p".into(),
-                chatbot_id: "c".into(),
-            }],
-        }
+        crate::cache::tests::bot_named(name)
     }
 
     fn backends() -> Vec<BackendId> {
