@@ -2,7 +2,8 @@
 """The Markdown tables of scripts/load.sh, from its raw figures.
 
 Input: a TSV of `size  row  metric  round  value` lines (metric: rps, p50 and
-p99 in ms, rss_kb, vendor_bytes, body_bytes, vendor_calls). Medians over the
+p99 in ms, rss_kb, vendor_bytes, body_bytes, vendor_calls, failures: answers
+not 2xx/3xx plus socket errors of one wrk run). Medians over the
 rounds; ratios against the baseline each row is judged by, measured in the
 same run; "added" latency is the row's 1-connection p50/p99 minus the direct
 call's.
@@ -56,7 +57,8 @@ def load(path):
         for line in f:
             size, row, metric, _round, value = line.rstrip("\n").split("\t")
             data[(size, row, metric)].append(float(value))
-    return {k: statistics.median(v) for k, v in data.items()}
+    # Failures are added up over every run; everything else is a median.
+    return {k: sum(v) if k[2] == "failures" else statistics.median(v) for k, v in data.items()}
 
 
 def fmt_rps(v):
@@ -156,6 +158,14 @@ def main():
         if rss:
             lines.append("")
             lines.append("redis-server peak RSS: {:.1f} MiB.".format(rss / 1024))
+    failed = ["{} ({}): {:.0f}".format(LABEL.get(row, row), size, n)
+              for (size, row, metric), n in sorted(m.items())
+              if metric == "failures" and n > 0]
+    lines.append("")
+    if failed:
+        lines.append("Answers not 2xx/3xx or socket errors, over all runs: " + "; ".join(failed) + ".")
+    else:
+        lines.append("Every answer of every run was 2xx.")
     print("\n".join(lines))
 
 
