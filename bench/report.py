@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""The Markdown tables of scripts/load.sh, from its raw figures.
+
+Input: a TSV of `size  row  metric  round  value` lines (metric: rps, p50 and
+p99 in ms, rss_kb, vendor_bytes, body_bytes, vendor_calls, failures: answers
+not 2xx/3xx plus socket errors of one wrk run). Medians over the
+rounds; ratios against the baseline each row is judged by, measured in the
+same run; "added" latency is the row's 1-connection p50/p99 minus the direct
+call's.
+
+Usage: bench/report.py results.tsv
+"""
+
+import collections
+import statistics
+import sys
+
+# row -> (baseline row, target ratio or None, the target's name)
+RATIO = {
+    "nginx": ("direct", None),
+    "miss": ("nginx", None),  # target depends on the page size, below
+    "hit": ("bare", 0.9),
+    "miss+redis": ("miss", None),
+    "hit+redis": ("hit", 0.7),
+    "emu:cb": ("emu:direct", None),
+    "emu:cl": ("emu:cb", None),
+}
+MISS_TARGET = {"100": 0.5, "10": 0.8}
+# Added 1-connection latency targets (ms) on the miss path, 100-conversation page.
+ADDED_TARGET = {("100", "miss"): (0.3, 1.0)}
+REDIS_P50_TARGET = 0.2
+LABEL = {
+    "direct": "upstream direct (nginx static file, the vendor)",
+    "nginx": "nginx `proxy_pass` in front of it",
+    "miss": "chatgate miss (cache off)",
+    "bare": "bare actix-web, chatgate's exact body",
+    "hit": "chatgate hit (cache on, warmed)",
+    "miss+redis": "chatgate miss + `[redis]`",
+    "hit+redis": "chatgate hit + `[redis]`",
+    "emu:direct": "emulator Chatbase, called directly",
+    "emu:cb": "chatgate miss → emulator Chatbase",
+    "emu:cl": "chatgate miss → emulator Chatling (assembled)",
+}
+# How a baseline is named in the ratio column.
+BASE_NAME = {"direct": "direct", "nginx": "nginx", "bare": "bare", "miss": "without Redis",
+             "hit": "without Redis", "emu:direct": "emulator direct",
+             "emu:cb": "the Chatbase miss"}
+# The latency a row adds is over the vendor's, except a hit's: over bare actix.
+ADDED_BASE = {"hit": "bare", "hit+redis": "bare"}
+ORDER = ["direct", "nginx", "miss", "miss+redis", "bare", "hit", "hit+redis"]
+EMU_ORDER = ["emu:direct", "emu:cb", "emu:cl"]
+
+
+def load(path):
+    data = collections.defaultdict(list)
+    with open(path) as f:
+        for line in f:
+            size, row, metric, _round, value = line.rstrip("\n").split("\t")
+            data[(size, row, metric)].append(float(value))
+    # Failures are added up over every run; everything else is a median.
+    return {k: sum(v) if k[2] == "failures" else statistics.median(v) for k, v in data.items()}
+
+
+def fmt_rps(v):
+    return "{:,.0f}".format(v)
+
+
+def fmt_ms(v):
+    return "{:.3f}".format(v)
+
+
+def fmt_added(v):
+    return "{:+.3f}".format(v)
+
+
+def verdict(ok):
+    return "met" if ok else "**not met**"
+
+
+def table(m, size, order, direct):
+    out = ["| row | req/s | ratio | p50 ms | p99 ms | added p50 ms | added p99 ms | peak RSS |",
+           "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for row in order:
+        rps = m.get((size, row, "rps"))
+        if rps is None:
+            continue
+        ratio = ""
+        if row in RATIO:
+            base, target = RATIO[row]
+            if row == "miss":
+                target = MISS_TARGET.get(size)
+            b = m.get((size, base, "rps"))
+            if b:
+                r = rps / b
+                name = BASE_NAME.get(base, base)
+                ratio = "{:.2f}× {}".format(r, name)
+                if target is not None:
+                    ratio = "**{:.2f}×** {} (≥ {}: {})".format(r, name, target, verdict(r >= target))
+        p50, p99 = m.get((size, row, "p50")), m.get((size, row, "p99"))
+        added50 = added99 = ""
+        if row not in (direct, "bare") and p50 is not None:
+            base = ADDED_BASE.get(row, direct)
+            d50, d99 = m[(size, base, "p50")], m[(size, base, "p99")]
+            added50, added99 = fmt_added(p50 - d50), fmt_added(p99 - d99)
+            if (size, row) in ADDED_TARGET:
+                t50, t99 = ADDED_TARGET[(size, row)]
+                added50 += " (≤ {}: {})".format(t50, verdict(p50 - d50 <= t50))
+                added99 += " (≤ {}: {})".format(t99, verdict(p99 - d99 <= t99))
+        rss = m.get((size, row, "rss_kb"))
+        out.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            LABEL.get(row, row), fmt_rps(rps), ratio,
+            fmt_ms(p50) if p50 is not None else "", fmt_ms(p99) if p99 is not None else "",
+            added50, added99, "{:.1f} MiB".format(rss / 1024) if rss else ""))
+    return out
+
+
+def main():
+    m = load(sys.argv[1])
+    lines = []
+    for size in ("100", "10"):
+        if (size, "direct", "rps") not in m:
+            continue
+        vb, bb = m.get((size, "page", "vendor_bytes")), m.get((size, "page", "body_bytes"))
+        lines.append("**{} conversations** (vendor page {:,.0f} bytes, chatgate's body {:,.0f} bytes)".format(
+            size, vb or 0, bb or 0))
+        lines.append("")
+        lines += table(m, size, ORDER, "direct")
+        lines.append("")
+    if ("emu", "emu:direct", "rps") in m:
+        calls = ", ".join("{}: {:.0f}".format(LABEL[r].split("→ ")[-1], m[("emu", r, "vendor_calls")])
+                          for r in ("emu:cb", "emu:cl") if ("emu", r, "vendor_calls") in m)
+        lines.append("**Emulator, 10 conversations per gateway page** (vendor calls per page: {})".format(calls))
+        lines.append("")
+        lines += table(m, "emu", EMU_ORDER, "emu:direct")
+        lines.append("")
+    # What Redis adds, per page size.
+    redis = ["| page | path | req/s with / without | p50 added by Redis | p99 added by Redis |",
+             "|---|---|---:|---:|---:|"]
+    for size in ("100", "10"):
+        for row in ("hit", "miss"):
+            with_r, without = (size, row + "+redis"), (size, row)
+            if with_r + ("rps",) not in m or without + ("rps",) not in m:
+                continue
+            r = m[with_r + ("rps",)] / m[without + ("rps",)]
+            d50 = m[with_r + ("p50",)] - m[without + ("p50",)]
+            d99 = m[with_r + ("p99",)] - m[without + ("p99",)]
+            ratio = "{:.2f}×".format(r)
+            if row == "hit":
+                ratio = "**{:.2f}×** (≥ 0.7: {})".format(r, verdict(r >= 0.7))
+            redis.append("| {} | {} | {} | {} (≤ {}: {}) | {} |".format(
+                size, row, ratio, fmt_added(d50), REDIS_P50_TARGET,
+                verdict(d50 <= REDIS_P50_TARGET), fmt_added(d99)))
+    if len(redis) > 2:
+        lines.append("**What `[redis]` costs** (same config with and without it, same run)")
+        lines.append("")
+        lines += redis
+        rss = m.get(("all", "redis-server", "rss_kb"))
+        if rss:
+            lines.append("")
+            lines.append("redis-server peak RSS: {:.1f} MiB.".format(rss / 1024))
+    failed = ["{} ({}): {:.0f}".format(LABEL.get(row, row), size, n)
+              for (size, row, metric), n in sorted(m.items())
+              if metric == "failures" and n > 0]
+    lines.append("")
+    if failed:
+        lines.append("Answers not 2xx/3xx or socket errors, over all runs: " + "; ".join(failed) + ".")
+    else:
+        lines.append("Every answer of every run was 2xx.")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
