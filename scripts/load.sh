@@ -15,8 +15,9 @@
 #   hit         chatgate, cache on, warmed. Ratio: vs bare;
 #   miss+redis, hit+redis
 #               the same two chatgate configs plus [redis] (a redis-server
-#               started here): client limits and the vendor guard are Redis
-#               scripts. Ratio: vs the same row without Redis;
+#               started here): the client limit is a Redis script, and each
+#               vendor call adds a read of the shared pause and the vendor
+#               guard's script. Ratio: vs the same row without Redis;
 #   emu: …      the built-in emulator (`chatgate emulate`): its Chatbase
 #               endpoint called directly, and chatgate's miss path (cache off)
 #               for a Chatbase bot and for a Chatling bot, whose page is

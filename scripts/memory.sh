@@ -12,8 +12,9 @@
 #   b. BURST concurrent identical misses (default 10,000), one connection each,
 #      make exactly one vendor call, counted by the emulator's control API
 #      (/_emulator/requests). The emulator delays Chatbase answers by DELAY_MS
-#      (default 5000) so every request is sent before the vendor answers
-#      (bench/burst.py reports when the last was sent and the first answered).
+#      (default 20000: sending 10k requests takes seconds on a busy core) so
+#      every request is sent before the vendor answers (bench/burst.py reports
+#      when the last was sent and the first answered; PASS needs that too).
 #      The gateway's client burst is raised to admit them all; `ulimit -n` is
 #      raised to 20,000 for the gateway and the client.
 # The gateway runs one worker pinned to core SERVER_CPU (default 1), the
@@ -27,7 +28,7 @@ max_secs=${1:-300}
 keys=${KEYS:-100000}
 burst=${BURST:-10000}
 max_mib=${MAX_BYTES_MIB:-32}
-delay_ms=${DELAY_MS:-5000}
+delay_ms=${DELAY_MS:-20000}
 load_cpu=${LOAD_CPU:-0}
 server_cpu=${SERVER_CPU:-1}
 for tool in wrk taskset curl python3; do
@@ -71,6 +72,7 @@ gateway() {
 [server]
 bind = "127.0.0.1:$2"
 workers = 1
+request_timeout_ms = 120000
 [cache]
 ttl_secs = 3600
 max_bytes = $((max_mib * 1024 * 1024))
