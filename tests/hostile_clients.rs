@@ -347,6 +347,34 @@ async fn heads_not_finished_in_time_get_408_json_first_or_later_on_a_connection(
     h.stop().await;
 }
 
+#[actix_rt::test]
+async fn a_busy_connection_is_never_timed_out_between_its_requests() {
+    // Answers the app gives at once (a health check, a cache hit) never let a
+    // read see a request in the app: the head deadline must still end with
+    // each answer, not fire mid-stream on a connection that is always busy.
+    let h = Harness::start().await;
+    let addr = h.addr();
+    blocking(move || {
+        let mut client = Client::connect(addr);
+        let start = std::time::Instant::now();
+        let mut answered = 0;
+        while start.elapsed() < chatgate::server::wire::HEAD_TIMEOUT + Duration::from_secs(2) {
+            client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+            let answer = client.answer(false);
+            assert_eq!(
+                answer.status,
+                200,
+                "answer {answered}: {}",
+                String::from_utf8_lossy(&answer.body)
+            );
+            answered += 1;
+            thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await;
+    h.stop().await;
+}
+
 /// Writes `body` a byte at a time, every 100 ms, until it is sent or the server
 /// closes; runs beside the reader.
 fn trickle(client: &Client, body: &'static [u8]) -> thread::JoinHandle<()> {

@@ -44,8 +44,11 @@ pub struct Conn {
     /// How long reads go on after an answer that closes the connection.
     linger: Duration,
     read_until: Option<Pin<Box<Sleep>>>,
-    /// When the request head now arriving must be complete (heads after the first).
-    head_by: Option<Pin<Box<Sleep>>>,
+    /// When the request head now arriving must be complete (heads after the
+    /// first), and [`Conn::written`] when that deadline was set.
+    head_by: Option<(Pin<Box<Sleep>>, u64)>,
+    /// Answer bytes written so far: progress a head deadline must not outlive.
+    written: u64,
     /// Reads are over: a closing answer's linger passed, or the connection
     /// answered a slow head itself.
     ended: bool,
@@ -73,6 +76,7 @@ impl Conn {
             linger,
             read_until: None,
             head_by: None,
+            written: 0,
             ended: false,
             peer,
             metrics,
@@ -121,6 +125,14 @@ impl Conn {
         self.ledger.is_empty() && self.tap.between_answers()
     }
 
+    /// Gives the head now arriving [`HEAD_TIMEOUT`] from now.
+    fn arm_head_deadline(&mut self, cx: &mut Context<'_>) {
+        let mut by = Box::pin(tokio::time::sleep(HEAD_TIMEOUT));
+        // Registers the timer with this task; it cannot have fired yet.
+        let _ = by.as_mut().poll(cx);
+        self.head_by = Some((by, self.written));
+    }
+
     /// Answers 408 for a head that did not arrive in time, in place of anything
     /// the HTTP layer might still write, and ends reading.
     fn refuse_slow_head(&mut self) {
@@ -166,19 +178,24 @@ impl AsyncRead for Conn {
         }
         if !this.between_requests() {
             this.head_by = None;
-        } else if let Some(by) = this.head_by.as_mut() {
+        } else if let Some((by, armed_at)) = this.head_by.as_mut() {
             if by.as_mut().poll(cx).is_ready() {
-                this.refuse_slow_head();
-                return Poll::Ready(Ok(()));
+                if this.written == *armed_at {
+                    this.refuse_slow_head();
+                    return Poll::Ready(Ok(()));
+                }
+                // Answers went out since the deadline was set, so the head it
+                // timed was complete: a request the app answered at once never
+                // lets a read see it in the app. Bytes of a pipelined head may
+                // have come with it, so the next head gets a deadline of its own
+                // (an idle connection is closed by keep-alive before it fires).
+                this.arm_head_deadline(cx);
             }
         }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         if buf.filled().len() > before && this.head_by.is_none() && this.between_requests() {
-            let mut by = Box::pin(tokio::time::sleep(HEAD_TIMEOUT));
-            // Registers the timer with this task; it cannot have fired yet.
-            let _ = by.as_mut().poll(cx);
-            this.head_by = Some(by);
+            this.arm_head_deadline(cx);
         }
         Poll::Ready(Ok(()))
     }
@@ -209,9 +226,13 @@ impl AsyncWrite for Conn {
             Step::Pass(n) => {
                 let written = ready!(Pin::new(&mut this.io).poll_write(cx, &buf[..n]))?;
                 this.tap.passed(&buf[..written]);
+                this.written += written as u64;
                 Poll::Ready(Ok(written))
             }
-            Step::Take(n) => Poll::Ready(Ok(n)),
+            Step::Take(n) => {
+                this.written += n as u64;
+                Poll::Ready(Ok(n))
+            }
             Step::Emit {
                 consumed,
                 bytes,
@@ -222,6 +243,7 @@ impl AsyncWrite for Conn {
                 }
                 this.out = bytes;
                 this.owed = consumed;
+                this.written += consumed as u64;
                 ready!(this.poll_drain(cx))?;
                 Poll::Ready(Ok(std::mem::take(&mut this.owed)))
             }
