@@ -13,7 +13,6 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -138,10 +137,13 @@ struct Pages {
     per_page: u32,
 }
 
+/// A list page. Conversations stay the vendor's text, borrowed from the body,
+/// until one is in the window: one is copied only for `include=raw`.
 #[derive(Deserialize)]
-struct ListData {
+struct ListData<'a> {
     pages: Pages,
-    conversations: Vec<Box<RawValue>>,
+    #[serde(borrow)]
+    conversations: Vec<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -175,7 +177,7 @@ struct WireMessage {
 }
 
 /// Unwraps a successful envelope, mapping error statuses and error envelopes.
-fn open<T: DeserializeOwned>(response: &UpstreamResponse) -> Result<T, ProviderError> {
+fn open<'a, T: Deserialize<'a>>(response: &'a UpstreamResponse) -> Result<T, ProviderError> {
     let status = response.status;
     if !(200..300).contains(&status) {
         return Err(error_from_status(
@@ -187,7 +189,7 @@ fn open<T: DeserializeOwned>(response: &UpstreamResponse) -> Result<T, ProviderE
         ));
     }
     let envelope: Envelope<T> =
-        serde_json::from_slice(&response.body).map_err(|e| invalid_json(status, &e))?;
+        wire::from_body(&response.body).map_err(|e| invalid_json(status, &e))?;
     match (envelope.status.as_str(), envelope.data) {
         ("success", Some(data)) => Ok(data),
         ("success", None) => Err(ProviderError::InvalidBody {
@@ -317,10 +319,10 @@ impl ListOp {
         }))
     }
 
-    fn normalize(&self, raw: Box<RawValue>, status: u16) -> Result<Conversation, ProviderError> {
+    fn normalize(&self, raw: &RawValue, status: u16) -> Result<Conversation, ProviderError> {
         let wire: WireConversation =
             serde_json::from_str(raw.get()).map_err(|e| invalid_json(status, &e))?;
-        let raw = self.query.include_raw.then_some(raw);
+        let raw = self.query.include_raw.then(|| raw.to_owned());
         normalize_conversation(wire, &self.bot, raw, status)
     }
 
@@ -372,7 +374,7 @@ impl ListOp {
         &mut self,
         pages: Pages,
         per_page: NonZeroU32,
-        items: Vec<Box<RawValue>>,
+        items: Vec<&RawValue>,
         status: u16,
     ) -> Result<Step<ListResult>, ProviderError> {
         let start = self.query.window_start();
@@ -424,7 +426,7 @@ impl ListOp {
         &mut self,
         pages: Pages,
         per_page: NonZeroU32,
-        items: Vec<Box<RawValue>>,
+        items: Vec<&RawValue>,
         status: u16,
     ) -> Result<Step<ListResult>, ProviderError> {
         if self.per_page.is_some_and(|p| p != per_page) && pages.current_page > 1 {
@@ -542,10 +544,10 @@ impl Operation<Conversation> for GetOp {
     ) -> Result<Step<Conversation>, ProviderError> {
         let status = response.status;
         let Some(conversation) = self.conversation.as_mut() else {
-            let raw: Box<RawValue> = open(&response)?;
+            let raw: &RawValue = open(&response)?;
             let wire: WireConversation =
                 serde_json::from_str(raw.get()).map_err(|e| invalid_json(status, &e))?;
-            let raw = self.include_raw.then_some(raw);
+            let raw = self.include_raw.then(|| raw.to_owned());
             self.conversation = Some(normalize_conversation(wire, &self.bot, raw, status)?);
             return self.messages_page(1);
         };
