@@ -7,7 +7,8 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use chatgate_providers::{
-    adapter, AdapterOptions, ListQuery, PageSize, ProviderKind, Step, Target, UpstreamResponse,
+    adapter, json, AdapterOptions, ListQuery, PageSize, ProviderKind, Step, Target,
+    UpstreamResponse,
 };
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -102,7 +103,11 @@ fn normalize(kind: ProviderKind, body: &Bytes) -> Vec<u8> {
     let Step::Done(result) = op.on_response(response).unwrap() else {
         unreachable!("one page answers a 100-conversation window")
     };
-    serde_json::to_vec(&result.page.conversations).unwrap()
+    // As the server writes an answer: one buffer, sized beforehand.
+    let conversations = &result.page.conversations;
+    let mut out = Vec::with_capacity(json::estimated_len(conversations));
+    json::conversations(&mut out, conversations);
+    out
 }
 
 fn roundtrip(body: &Bytes) -> Vec<u8> {

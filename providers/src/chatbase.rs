@@ -295,7 +295,7 @@ impl Operation<ListResult> for V1List {
 }
 
 fn parse_data<T: DeserializeOwned>(response: &UpstreamResponse) -> Result<Vec<T>, ProviderError> {
-    serde_json::from_slice::<ListBody<T>>(&response.body)
+    wire::from_body::<ListBody<T>>(&response.body)
         .map(|b| b.data)
         .map_err(|e| invalid_json(response.status, &e))
 }

@@ -241,10 +241,12 @@ impl SourcePlan {
     }
 }
 
-/// An export page (`ExportConversationsResponse`).
+/// An export page (`ExportConversationsResponse`). Conversations stay the
+/// vendor's text, borrowed from the body: one is copied only for `include=raw`.
 #[derive(Deserialize)]
-struct ExportPage {
-    data: Vec<Box<RawValue>>,
+struct ExportPage<'a> {
+    #[serde(borrow)]
+    data: Vec<&'a RawValue>,
     pagination: Pagination,
 }
 
@@ -419,12 +421,12 @@ fn describe(e: &WireError) -> String {
 }
 
 /// Reads a 2xx answer as an export page, or as the error envelope it carries.
-fn open(response: &UpstreamResponse) -> Result<ExportPage, ProviderError> {
+fn open(response: &UpstreamResponse) -> Result<ExportPage<'_>, ProviderError> {
     let status = response.status;
     if !(200..300).contains(&status) {
         return Err(error_from(response));
     }
-    serde_json::from_slice::<ExportPage>(&response.body).map_err(|e| {
+    wire::from_body::<ExportPage>(&response.body).map_err(|e| {
         if serde_json::from_slice::<ErrorEnvelope>(&response.body).is_ok() {
             error_from(response)
         } else {
@@ -466,7 +468,7 @@ fn epoch_time(
 }
 
 fn normalize(
-    raw: Box<RawValue>,
+    raw: &RawValue,
     bot: &str,
     include_raw: bool,
     status: u16,
@@ -498,7 +500,7 @@ fn normalize(
         customer: wire.user_id,
         source: Source::from_vendor(wire.source.as_deref()),
         messages,
-        raw: include_raw.then_some(raw),
+        raw: include_raw.then(|| raw.to_owned()),
     })
 }
 

@@ -13,7 +13,6 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -138,10 +137,32 @@ struct Pages {
     per_page: u32,
 }
 
+/// A list page. Conversations stay the vendor's text, borrowed from the body,
+/// until one is in the window: one is copied only for `include=raw`.
 #[derive(Deserialize)]
-struct ListData {
+struct ListData<'a> {
     pages: Pages,
-    conversations: Vec<Box<RawValue>>,
+    #[serde(borrow)]
+    conversations: Vec<&'a RawValue>,
+}
+
+/// A list page read in one pass, every conversation typed. Without
+/// `include=raw` this is tried first: reading each conversation as text and
+/// then again typed costs about twice the parsing, and a page usually lies
+/// inside the window. A page that does not read so (a conversation the window
+/// would skip may be malformed) is read as [`ListData`], which decides.
+#[derive(Deserialize)]
+struct TypedListData {
+    pages: Pages,
+    conversations: Vec<WireConversation>,
+}
+
+/// A conversation of a list page, as the page was read.
+enum Item<'a> {
+    /// The vendor's text, parsed only if the window needs it.
+    Raw(&'a RawValue),
+    /// Already parsed (the page read in one pass).
+    Typed(WireConversation),
 }
 
 #[derive(Deserialize)]
@@ -175,7 +196,7 @@ struct WireMessage {
 }
 
 /// Unwraps a successful envelope, mapping error statuses and error envelopes.
-fn open<T: DeserializeOwned>(response: &UpstreamResponse) -> Result<T, ProviderError> {
+fn open<'a, T: Deserialize<'a>>(response: &'a UpstreamResponse) -> Result<T, ProviderError> {
     let status = response.status;
     if !(200..300).contains(&status) {
         return Err(error_from_status(
@@ -187,7 +208,7 @@ fn open<T: DeserializeOwned>(response: &UpstreamResponse) -> Result<T, ProviderE
         ));
     }
     let envelope: Envelope<T> =
-        serde_json::from_slice(&response.body).map_err(|e| invalid_json(status, &e))?;
+        wire::from_body(&response.body).map_err(|e| invalid_json(status, &e))?;
     match (envelope.status.as_str(), envelope.data) {
         ("success", Some(data)) => Ok(data),
         ("success", None) => Err(ProviderError::InvalidBody {
@@ -317,11 +338,16 @@ impl ListOp {
         }))
     }
 
-    fn normalize(&self, raw: Box<RawValue>, status: u16) -> Result<Conversation, ProviderError> {
-        let wire: WireConversation =
-            serde_json::from_str(raw.get()).map_err(|e| invalid_json(status, &e))?;
-        let raw = self.query.include_raw.then_some(raw);
-        normalize_conversation(wire, &self.bot, raw, status)
+    fn normalize(&self, item: Item<'_>, status: u16) -> Result<Conversation, ProviderError> {
+        match item {
+            Item::Typed(wire) => normalize_conversation(wire, &self.bot, None, status),
+            Item::Raw(raw) => {
+                let wire: WireConversation =
+                    serde_json::from_str(raw.get()).map_err(|e| invalid_json(status, &e))?;
+                let raw = self.query.include_raw.then(|| raw.to_owned());
+                normalize_conversation(wire, &self.bot, raw, status)
+            }
+        }
     }
 
     /// Too many re-plans means the vendor's paging keeps moving.
@@ -372,7 +398,7 @@ impl ListOp {
         &mut self,
         pages: Pages,
         per_page: NonZeroU32,
-        items: Vec<Box<RawValue>>,
+        items: Vec<Item<'_>>,
         status: u16,
     ) -> Result<Step<ListResult>, ProviderError> {
         let start = self.query.window_start();
@@ -395,7 +421,7 @@ impl ListOp {
         let end = start + size as u64;
         let page_start = u64::from(pages.current_page - 1) * pp;
         let mut more_in_page = false;
-        for (i, raw) in items.into_iter().enumerate() {
+        for (i, item) in items.into_iter().enumerate() {
             let index = page_start + i as u64;
             if index < start {
                 continue;
@@ -404,7 +430,7 @@ impl ListOp {
                 more_in_page = true;
                 break;
             }
-            let conversation = self.normalize(raw, status)?;
+            let conversation = self.normalize(item, status)?;
             if let Some(step) = self.check_not_seen(&conversation, status)? {
                 return Ok(step);
             }
@@ -424,7 +450,7 @@ impl ListOp {
         &mut self,
         pages: Pages,
         per_page: NonZeroU32,
-        items: Vec<Box<RawValue>>,
+        items: Vec<Item<'_>>,
         status: u16,
     ) -> Result<Step<ListResult>, ProviderError> {
         if self.per_page.is_some_and(|p| p != per_page) && pages.current_page > 1 {
@@ -436,8 +462,8 @@ impl ListOp {
         self.per_page = Some(per_page);
         let skip = self.query.window_start();
         let size = self.query.size.get() as usize;
-        for raw in items {
-            let conversation = self.normalize(raw, status)?;
+        for item in items {
+            let conversation = self.normalize(item, status)?;
             if let Some(step) = self.check_not_seen(&conversation, status)? {
                 return Ok(step);
             }
@@ -491,17 +517,27 @@ impl Operation<ListResult> for ListOp {
         response: UpstreamResponse,
     ) -> Result<Step<ListResult>, ProviderError> {
         let status = response.status;
-        let data: ListData = open(&response)?;
-        let per_page = check_pages(
-            &data.pages,
-            self.pager.requested,
-            data.conversations.len(),
-            status,
-        )?;
-        if self.scan {
-            self.scan_page(data.pages, per_page, data.conversations, status)
+        let typed = if self.query.include_raw {
+            None
         } else {
-            self.window_page(data.pages, per_page, data.conversations, status)
+            open::<TypedListData>(&response).ok()
+        };
+        let (pages, items) = match typed {
+            Some(data) => (
+                data.pages,
+                data.conversations.into_iter().map(Item::Typed).collect(),
+            ),
+            None => {
+                let data: ListData = open(&response)?;
+                let items: Vec<Item<'_>> = data.conversations.into_iter().map(Item::Raw).collect();
+                (data.pages, items)
+            }
+        };
+        let per_page = check_pages(&pages, self.pager.requested, items.len(), status)?;
+        if self.scan {
+            self.scan_page(pages, per_page, items, status)
+        } else {
+            self.window_page(pages, per_page, items, status)
         }
     }
 }
@@ -542,10 +578,10 @@ impl Operation<Conversation> for GetOp {
     ) -> Result<Step<Conversation>, ProviderError> {
         let status = response.status;
         let Some(conversation) = self.conversation.as_mut() else {
-            let raw: Box<RawValue> = open(&response)?;
+            let raw: &RawValue = open(&response)?;
             let wire: WireConversation =
                 serde_json::from_str(raw.get()).map_err(|e| invalid_json(status, &e))?;
-            let raw = self.include_raw.then_some(raw);
+            let raw = self.include_raw.then(|| raw.to_owned());
             self.conversation = Some(normalize_conversation(wire, &self.bot, raw, status)?);
             return self.messages_page(1);
         };

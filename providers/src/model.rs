@@ -71,6 +71,17 @@ pub enum Role {
     System,
 }
 
+impl Role {
+    /// The name callers see in `role` (what the `Serialize` derive writes).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::System => "system",
+        }
+    }
+}
+
 /// A knowledge-base source a vendor cites for an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

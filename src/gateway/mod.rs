@@ -23,6 +23,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chatgate_providers::{
-    adapter, Adapter, Conversation, ListQuery, Operation, Page, PageNumber, PageSize, Paging,
+    adapter, json, Adapter, Conversation, ListQuery, Operation, Page, PageNumber, PageSize, Paging,
     ProviderError, ProviderKind, Step, Target, UpstreamRequest,
 };
 use secrecy::ExposeSecret;
@@ -391,6 +392,31 @@ pub(crate) struct ListBody<'a> {
     next_page: Option<u32>,
 }
 
+impl ListBody<'_> {
+    /// The answer's bytes: exactly what `serde_json::to_vec` writes for it (its
+    /// `Serialize` derive is the contract), written by [`json`] into one buffer
+    /// sized beforehand, as this is most of a cache miss's own work.
+    fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(json::estimated_len(self.data) + 64);
+        out.extend_from_slice(b"{\"data\":");
+        json::conversations(&mut out, self.data);
+        // Writing to a Vec cannot fail.
+        let _ = write!(
+            out,
+            ",\"page\":{},\"size\":{},\"next_page\":",
+            self.page, self.size
+        );
+        match self.next_page {
+            Some(n) => {
+                let _ = write!(out, "{n}");
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b'}');
+        Bytes::from(out)
+    }
+}
+
 /// A one-conversation answer; its schema (`ConversationResponse`) is the
 /// OpenAPI document's.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -398,6 +424,17 @@ pub(crate) struct ListBody<'a> {
 pub(crate) struct OneBody<'a> {
     /// The conversation, with every message.
     data: &'a Conversation,
+}
+
+impl OneBody<'_> {
+    /// The answer's bytes, as [`ListBody::to_bytes`] writes them.
+    fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(json::estimated_len(std::slice::from_ref(self.data)) + 16);
+        out.extend_from_slice(b"{\"data\":");
+        json::conversation(&mut out, self.data);
+        out.push(b'}');
+        Bytes::from(out)
+    }
 }
 
 impl Gateway {
@@ -514,7 +551,7 @@ impl Gateway {
             next_page: page.has_more.then(|| query.page.get() + 1),
         };
         Ok(Listed {
-            body: to_bytes(&body)?,
+            body: body.to_bytes(),
             provider: self.provider_label(bot)?,
             stale: status == CacheStatus::Stale,
         })
@@ -650,9 +687,10 @@ impl Gateway {
             match self.drive(ctx, provider, op).await {
                 Ok(conversation) => {
                     return Ok(Listed {
-                        body: to_bytes(&OneBody {
+                        body: OneBody {
                             data: &conversation,
-                        })?,
+                        }
+                        .to_bytes(),
                         provider: provider.kind().as_str().to_owned(),
                         stale: false,
                     })
@@ -869,9 +907,47 @@ fn bounded(e: ProviderError, provider: &ProviderConfig) -> ProviderError {
     }
 }
 
-fn to_bytes<T: Serialize>(value: &T) -> Result<Bytes, GatewayError> {
-    serde_json::to_vec(value).map(Bytes::from).map_err(|e| {
-        tracing::error!(error = %e, "could not serialize a response");
-        GatewayError::Internal
-    })
+#[cfg(test)]
+mod tests {
+    use chatgate_providers::{Message, Role, Source};
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn conversation(id: &str) -> Conversation {
+        let t = Utc.with_ymd_and_hms(2024, 6, 14, 15, 45, 34).unwrap();
+        Conversation {
+            id: id.to_owned(),
+            chatbot_id: "support".to_owned(),
+            provider: ProviderKind::Chatling,
+            created_at: t,
+            updated_at: Some(t),
+            customer: None,
+            source: Source::Unspecified,
+            messages: vec![Message {
+                role: Role::Assistant,
+                vendor_role: None,
+                content: "**Yes** — \"quoted\"\nnext line 😊".to_owned(),
+                created_at: Some(t),
+                sources: Vec::new(),
+            }],
+            raw: None,
+        }
+    }
+
+    #[test]
+    fn answers_are_the_bytes_serde_json_writes_for_them() {
+        let data = [conversation("1"), conversation("2")];
+        for (items, next_page) in [(&data[..], Some(3)), (&data[..0], None)] {
+            let body = ListBody {
+                data: items,
+                page: 2,
+                size: 100,
+                next_page,
+            };
+            assert_eq!(body.to_bytes(), serde_json::to_vec(&body).unwrap());
+        }
+        let one = OneBody { data: &data[0] };
+        assert_eq!(one.to_bytes(), serde_json::to_vec(&one).unwrap());
+    }
 }

@@ -1,0 +1,371 @@
+//! The normalized model written as JSON by hand, into one buffer.
+//!
+//! Every answer the gateway sends on a cache miss is a page of
+//! [`Conversation`]s, and writing it is a large share of the miss path's work:
+//! serde_json's generic serializer looks each byte of each string up in a table
+//! and grows its buffer as it goes. This writer checks eight bytes at a time for
+//! the few that need escaping and writes into a buffer sized beforehand.
+//!
+//! The output is byte for byte what `serde_json::to_vec` writes for the same
+//! value (the `Serialize` derives in [`crate::model`] stay the contract, and the
+//! OpenAPI schema is derived from them): the tests below compare the two on
+//! every field shape and on arbitrary text, so a field added to the model and
+//! not here fails them.
+
+use std::io::Write as _;
+
+use crate::model::{format_time, Conversation, KbSource, Message};
+
+/// Bytes a conversation will take, without its message texts and `raw`: an
+/// estimate to size the buffer once, not a bound.
+const CONVERSATION_OVERHEAD: usize = 256;
+/// Bytes a message will take, without its text.
+const MESSAGE_OVERHEAD: usize = 64;
+
+/// About how many bytes [`conversations`] writes for `items` (an estimate to
+/// size the buffer once: a little over for plain text, under for text full of
+/// escapes).
+pub fn estimated_len(items: &[Conversation]) -> usize {
+    items.iter().map(estimated_conversation_len).sum()
+}
+
+fn estimated_conversation_len(c: &Conversation) -> usize {
+    let messages: usize = c
+        .messages
+        .iter()
+        .map(|m| MESSAGE_OVERHEAD + m.content.len() + m.sources.len() * 128)
+        .sum();
+    CONVERSATION_OVERHEAD + messages + c.raw.as_ref().map_or(0, |r| r.get().len())
+}
+
+/// Appends `items` as a JSON array, as serde_json writes a `&[Conversation]`.
+pub fn conversations(out: &mut Vec<u8>, items: &[Conversation]) {
+    out.push(b'[');
+    for (i, c) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        conversation(out, c);
+    }
+    out.push(b']');
+}
+
+/// Appends one conversation, as serde_json writes it.
+pub fn conversation(out: &mut Vec<u8>, c: &Conversation) {
+    out.extend_from_slice(b"{\"id\":");
+    string(out, &c.id);
+    out.extend_from_slice(b",\"chatbot_id\":");
+    string(out, &c.chatbot_id);
+    out.extend_from_slice(b",\"provider\":\"");
+    // Kind names are plain lowercase ASCII: nothing to escape.
+    out.extend_from_slice(c.provider.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"created_at\":");
+    time(out, Some(&c.created_at));
+    out.extend_from_slice(b",\"updated_at\":");
+    time(out, c.updated_at.as_ref());
+    out.extend_from_slice(b",\"customer\":");
+    optional_string(out, c.customer.as_deref());
+    out.extend_from_slice(b",\"source\":\"");
+    // Canonical source ids are plain lowercase ASCII too.
+    out.extend_from_slice(c.source.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"messages\":[");
+    for (i, m) in c.messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        message(out, m);
+    }
+    out.push(b']');
+    if let Some(raw) = &c.raw {
+        out.extend_from_slice(b",\"raw\":");
+        out.extend_from_slice(raw.get().as_bytes());
+    }
+    out.push(b'}');
+}
+
+fn message(out: &mut Vec<u8>, m: &Message) {
+    out.extend_from_slice(b"{\"role\":\"");
+    out.extend_from_slice(m.role.as_str().as_bytes());
+    out.push(b'"');
+    if let Some(vendor_role) = &m.vendor_role {
+        out.extend_from_slice(b",\"vendor_role\":");
+        string(out, vendor_role);
+    }
+    out.extend_from_slice(b",\"content\":");
+    string(out, &m.content);
+    out.extend_from_slice(b",\"created_at\":");
+    time(out, m.created_at.as_ref());
+    if !m.sources.is_empty() {
+        out.extend_from_slice(b",\"sources\":[");
+        for (i, s) in m.sources.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            kb_source(out, s);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+}
+
+fn kb_source(out: &mut Vec<u8>, s: &KbSource) {
+    out.push(b'{');
+    let mut first = true;
+    for (key, value) in [
+        (&b"\"type\":"[..], &s.kind),
+        (&b"\"title\":"[..], &s.title),
+        (&b"\"url\":"[..], &s.url),
+    ] {
+        if let Some(value) = value {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(key);
+            string(out, value);
+        }
+    }
+    out.push(b'}');
+}
+
+fn time(out: &mut Vec<u8>, t: Option<&chrono::DateTime<chrono::Utc>>) {
+    match t {
+        // RFC 3339 text is plain ASCII with nothing to escape.
+        Some(t) => {
+            out.push(b'"');
+            out.extend_from_slice(format_time(t).as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn optional_string(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => string(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Appends `s` as a JSON string exactly as serde_json escapes it: `"` and `\`
+/// with a backslash; `\b`, `\f`, `\n`, `\r`, `\t` by name; other bytes below
+/// 0x20 as `\u00XX` in lowercase hex; everything else, non-ASCII included,
+/// as it is.
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    // `bytes[start..i]` is written as it is once a byte needing escape (or the
+    // end) is found.
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time up to the next byte that needs escaping.
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            let flagged = escape_mask(word);
+            if flagged == 0 {
+                i += 8;
+                continue;
+            }
+            i += flagged.trailing_zeros() as usize / 8;
+        }
+        let b = bytes[i];
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "\\u{:04x}", b);
+                i += 1;
+                start = i;
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// The high bit of each byte of `word` (little-endian) that is `"`, `\` or
+/// below 0x20, and possibly of bytes after the first such one: the classic
+/// "has a zero byte" and "has a byte less than n" tests are exact up to the
+/// first byte they flag, which is all the caller uses (`trailing_zeros`).
+fn escape_mask(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    below_space
+        | zero_bytes(word ^ (ONES * u64::from(b'"')))
+        | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use proptest::prelude::*;
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::model::{ProviderKind, Role};
+    use crate::sources::Source;
+
+    fn written(c: &Conversation) -> String {
+        let mut out = Vec::new();
+        conversation(&mut out, c);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn serde(c: &Conversation) -> String {
+        serde_json::to_string(c).unwrap()
+    }
+
+    fn message(text: &str) -> Message {
+        Message {
+            role: Role::User,
+            vendor_role: None,
+            content: text.to_owned(),
+            created_at: None,
+            sources: Vec::new(),
+        }
+    }
+
+    fn sample() -> Conversation {
+        let t = Utc.with_ymd_and_hms(2024, 6, 14, 15, 45, 34).unwrap();
+        Conversation {
+            id: "conv \"1\"".to_owned(),
+            chatbot_id: "support".to_owned(),
+            provider: ProviderKind::ChatbaseV2,
+            created_at: t + chrono::Duration::milliseconds(250),
+            updated_at: None,
+            customer: Some("José <jose@example.com>".to_owned()),
+            source: Source::ActionPreview,
+            messages: vec![
+                Message {
+                    role: Role::Assistant,
+                    vendor_role: Some("agent\n".to_owned()),
+                    content: "**Hi** \"there\"\n\tC:\\path 😊 \u{2028} \u{7f}\u{1}\u{8}\u{c}"
+                        .to_owned(),
+                    created_at: Some(t),
+                    sources: vec![
+                        KbSource {
+                            kind: Some("webpage".to_owned()),
+                            title: None,
+                            url: Some("https://example.com/a?b=\"c\"".to_owned()),
+                        },
+                        KbSource {
+                            kind: None,
+                            title: None,
+                            url: None,
+                        },
+                        KbSource {
+                            kind: None,
+                            title: Some("Billing — FAQ".to_owned()),
+                            url: None,
+                        },
+                    ],
+                },
+                Message {
+                    role: Role::System,
+                    ..message("")
+                },
+            ],
+            raw: Some(
+                RawValue::from_string(r#"{"id": "conv \"1\"", "x": [1, 2.50]}"#.to_owned())
+                    .unwrap(),
+            ),
+        }
+    }
+
+    #[test]
+    fn every_field_shape_is_written_as_serde_json_writes_it() {
+        let full = sample();
+        assert_eq!(written(&full), serde(&full));
+        let bare = Conversation {
+            updated_at: Some(full.created_at),
+            customer: None,
+            messages: Vec::new(),
+            raw: None,
+            ..full.clone()
+        };
+        assert_eq!(written(&bare), serde(&bare));
+        for kind in ProviderKind::ALL {
+            for source in Source::ALL {
+                let c = Conversation {
+                    provider: kind,
+                    source,
+                    ..bare.clone()
+                };
+                assert_eq!(written(&c), serde(&c));
+            }
+        }
+        for role in [Role::User, Role::Assistant, Role::System] {
+            let c = Conversation {
+                messages: vec![Message {
+                    role,
+                    ..message("x")
+                }],
+                ..bare.clone()
+            };
+            assert_eq!(written(&c), serde(&c));
+        }
+    }
+
+    #[test]
+    fn a_list_is_written_as_serde_json_writes_a_slice() {
+        let items = vec![sample(), sample()];
+        let mut out = Vec::new();
+        conversations(&mut out, &items);
+        assert_eq!(out, serde_json::to_vec(&items).unwrap());
+        let mut empty = Vec::new();
+        conversations(&mut empty, &[]);
+        assert_eq!(empty, b"[]");
+    }
+
+    #[test]
+    fn every_byte_that_needs_escaping_is_escaped_wherever_it_falls_in_a_word() {
+        for c in (0u8..0x80)
+            .map(char::from)
+            .chain(['é', '€', '😊', '\u{2028}'])
+        {
+            for offset in 0..17 {
+                let text = format!("{}{c}{}", "a".repeat(offset), "b".repeat(offset % 5));
+                let mut out = Vec::new();
+                string(&mut out, &text);
+                assert_eq!(out, serde_json::to_vec(&text).unwrap(), "{c:?} at {offset}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_escaped_as_serde_json_escapes_it(text in any::<String>()) {
+            let mut out = Vec::new();
+            string(&mut out, &text);
+            prop_assert_eq!(out, serde_json::to_vec(&text).unwrap());
+        }
+
+        #[test]
+        fn text_dense_in_escapes_is_escaped_as_serde_json_escapes_it(
+            text in "[\"\\\\\n\t\u{0}-\u{1f}a-z é😊]{0,64}"
+        ) {
+            let mut out = Vec::new();
+            string(&mut out, &text);
+            prop_assert_eq!(out, serde_json::to_vec(&text).unwrap());
+        }
+    }
+}
