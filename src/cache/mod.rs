@@ -18,6 +18,7 @@
 //! Only successful answers are stored. The key never holds the client key:
 //! authorization is checked before the cache is consulted.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::hash::Hash;
 use std::ops::Deref;
@@ -31,6 +32,7 @@ use moka::future::Cache;
 use crate::clock::Clock;
 use crate::config::{BotConfig, CacheConfig, ProviderConfig};
 use crate::error::GatewayError;
+use crate::waits::Waits;
 
 pub mod shared;
 
@@ -334,18 +336,22 @@ where
     /// Answers from the cache when fresh, else runs `fetch` — once for all
     /// concurrent callers of the same key — and stores its result. When `fetch`
     /// fails in a way a stale answer may cover (SPEC §5), a stale entry answers.
-    /// `bypass` skips the read but still stores.
+    /// `bypass` skips the read but still stores. A caller waiting for another
+    /// caller's `fetch` counts that time in `waits`.
     pub async fn get_or_fetch<F>(
         &self,
         key: K,
         bypass: bool,
+        waits: &Waits,
         fetch: F,
     ) -> Result<(Arc<Stored<V>>, CacheStatus), GatewayError>
     where
         F: Future<Output = Result<V, GatewayError>>,
     {
-        self.get_or_load(key, bypass, |_| async { fetch.await.map(Loaded::Fetched) })
-            .await
+        self.get_or_load(key, bypass, waits, |_| async {
+            fetch.await.map(Loaded::Fetched)
+        })
+        .await
     }
 
     /// [`get_or_fetch`](Self::get_or_fetch) where a miss runs `load`, which
@@ -356,6 +362,7 @@ where
         &self,
         key: K,
         bypass: bool,
+        waits: &Waits,
         load: L,
     ) -> Result<(Arc<Stored<V>>, CacheStatus), GatewayError>
     where
@@ -389,9 +396,12 @@ where
             ttl: inner.ttl,
             stale_if_error: inner.stale_if_error,
         };
+        // Until this caller's own `load` starts, it waits for another's.
+        let waiting = RefCell::new(Some(waits.begin()));
         let fetched = inner
             .inflight
             .try_get_with(key.clone(), async {
+                drop(waiting.borrow_mut().take());
                 let loaded = load(lifetimes).await?;
                 Ok::<_, GatewayError>(Arc::new(Stored::loaded(
                     loaded,
@@ -400,6 +410,7 @@ where
                 )))
             })
             .await;
+        drop(waiting.take());
         // Store before leaving `inflight`, so no request finds neither and makes a
         // second vendor call in between.
         if let Ok(value) = &fetched {
@@ -571,10 +582,10 @@ pub(crate) mod tests {
                 stale: false,
             };
             let backends = vec![BackendId::new(&provider(), "c")];
+            let key = CacheKey::list(&bot(), backends, &query);
+            let waits = Waits::new(ManualClock::new().into());
             let (_, status) = cache
-                .get_or_fetch(CacheKey::list(&bot(), backends, &query), false, async {
-                    Ok(listed)
-                })
+                .get_or_fetch(key, false, &waits, async { Ok(listed) })
                 .await
                 .unwrap();
             assert_eq!(status, CacheStatus::Miss);
@@ -646,7 +657,12 @@ pub(crate) mod tests {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 vendor.map(Val)
             };
-            let (stored, status) = self.cache.get_or_fetch(Key(1), bypass, fetch).await.ok()?;
+            let waits = Waits::new(self.clock.clone().into());
+            let (stored, status) = self
+                .cache
+                .get_or_fetch(Key(1), bypass, &waits, fetch)
+                .await
+                .ok()?;
             Some((stored.0, status))
         }
 
@@ -717,7 +733,11 @@ pub(crate) mod tests {
             t.advance_ms(10_000);
             down().map(Val)
         };
-        let answer = t.cache.get_or_fetch(Key(1), false, slow_failure).await;
+        let waits = Waits::new(t.clock.clone().into());
+        let answer = t
+            .cache
+            .get_or_fetch(Key(1), false, &waits, slow_failure)
+            .await;
         assert!(answer.is_err());
     }
 
