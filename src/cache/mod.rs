@@ -338,7 +338,11 @@ where
     /// fails in a way a stale answer may cover (SPEC §5), a stale entry answers.
     /// `bypass` skips the read but still stores. A caller waiting for another
     /// caller's `fetch` counts that time in `waits`.
-    pub async fn get_or_fetch<F>(
+    ///
+    /// `fetch` makes the vendor-call future only on a miss: that future is
+    /// tens of kilobytes (every phase, retry and client call inline), and a
+    /// hit that carried it would copy it with every future around it.
+    pub async fn get_or_fetch<F, Fut>(
         &self,
         key: K,
         bypass: bool,
@@ -346,10 +350,11 @@ where
         fetch: F,
     ) -> Result<(Arc<Stored<V>>, CacheStatus), GatewayError>
     where
-        F: Future<Output = Result<V, GatewayError>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, GatewayError>>,
     {
         self.get_or_load(key, bypass, waits, |_| async {
-            fetch.await.map(Loaded::Fetched)
+            fetch().await.map(Loaded::Fetched)
         })
         .await
     }
@@ -371,7 +376,7 @@ where
     {
         let Some(inner) = &self.inner else {
             // Nothing is kept, so every answer is a BYPASS (or STALE).
-            let loaded = load(Lifetimes::NONE).await?;
+            let loaded = Box::pin(load(Lifetimes::NONE)).await?;
             let stored = Stored::loaded(loaded, self.clock.now(), Lifetimes::NONE);
             let status = stored.status(true);
             return Ok((Arc::new(stored), status));
@@ -398,18 +403,18 @@ where
         };
         // Until this caller's own `load` starts, it waits for another's.
         let waiting = RefCell::new(Some(waits.begin()));
-        let fetched = inner
-            .inflight
-            .try_get_with(key.clone(), async {
-                drop(waiting.borrow_mut().take());
-                let loaded = load(lifetimes).await?;
-                Ok::<_, GatewayError>(Arc::new(Stored::loaded(
-                    loaded,
-                    self.clock.now(),
-                    lifetimes,
-                )))
-            })
-            .await;
+        // Boxed: only a miss gets here, and the load is the large part of
+        // this future (see `get_or_fetch`).
+        let fetched = Box::pin(inner.inflight.try_get_with(key.clone(), async {
+            drop(waiting.borrow_mut().take());
+            let loaded = load(lifetimes).await?;
+            Ok::<_, GatewayError>(Arc::new(Stored::loaded(
+                loaded,
+                self.clock.now(),
+                lifetimes,
+            )))
+        }))
+        .await;
         drop(waiting.take());
         // Store before leaving `inflight`, so no request finds neither and makes a
         // second vendor call in between.
@@ -585,7 +590,7 @@ pub(crate) mod tests {
             let key = CacheKey::list(&bot(), backends, &query);
             let waits = Waits::new(ManualClock::new().into());
             let (_, status) = cache
-                .get_or_fetch(key, false, &waits, async { Ok(listed) })
+                .get_or_fetch(key, false, &waits, || async { Ok(listed) })
                 .await
                 .unwrap();
             assert_eq!(status, CacheStatus::Miss);
@@ -660,7 +665,7 @@ pub(crate) mod tests {
             let waits = Waits::new(self.clock.clone().into());
             let (stored, status) = self
                 .cache
-                .get_or_fetch(Key(1), bypass, &waits, fetch)
+                .get_or_fetch(Key(1), bypass, &waits, || fetch)
                 .await
                 .ok()?;
             Some((stored.0, status))
@@ -724,6 +729,32 @@ pub(crate) mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_caller_coalesced_onto_another_fetch_counts_it_as_waiting() {
+        let t = Timed::new(true, 10, 20);
+        let (leader, follower) = (
+            Waits::new(t.clock.clone().into()),
+            Waits::new(t.clock.clone().into()),
+        );
+        // The leader's vendor call takes 40 ms, begun before the follower asks.
+        let slow = async {
+            tokio::task::yield_now().await;
+            t.advance_ms(40);
+            Ok(Val("a"))
+        };
+        let never = async { Ok(Val("b")) };
+        let (a, b) = futures_util::join!(
+            t.cache.get_or_fetch(Key(1), false, &leader, || slow),
+            t.cache.get_or_fetch(Key(1), false, &follower, || never),
+        );
+        assert_eq!(a.unwrap().0 .0, "a");
+        assert_eq!(b.unwrap().0 .0, "a", "one fetch for both");
+        // The leader's own call is counted where it is made (the gateway's
+        // vendor-call phases), not here.
+        assert_eq!(leader.total(), Duration::ZERO);
+        assert_eq!(follower.total(), Duration::from_millis(40));
+    }
+
+    #[actix_rt::test]
     async fn the_stale_window_is_checked_when_the_failure_arrives() {
         let t = Timed::new(true, 10, 20);
         t.ask(Ok("a")).await;
@@ -736,7 +767,7 @@ pub(crate) mod tests {
         let waits = Waits::new(t.clock.clone().into());
         let answer = t
             .cache
-            .get_or_fetch(Key(1), false, &waits, slow_failure)
+            .get_or_fetch(Key(1), false, &waits, || slow_failure)
             .await;
         assert!(answer.is_err());
     }

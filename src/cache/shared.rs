@@ -71,7 +71,7 @@ impl SharedCache {
     /// for `lifetimes`), with at most one vendor call across instances while
     /// the lock protocol holds. `bypass` (`Cache-Control: no-cache`) skips
     /// reading and locking but still shares what it fetched.
-    async fn load<F>(
+    async fn load<F, Fut>(
         &self,
         keys: EntryKeys,
         bypass: bool,
@@ -80,10 +80,11 @@ impl SharedCache {
         fetch: F,
     ) -> Result<Loaded<Listed>, GatewayError>
     where
-        F: Future<Output = Result<Listed, GatewayError>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Listed, GatewayError>>,
     {
         if !lifetimes.keeps() {
-            return fetch.await.map(Loaded::Fetched);
+            return fetch().await.map(Loaded::Fetched);
         }
         let mut stale = None;
         let lock = if bypass {
@@ -94,7 +95,7 @@ impl SharedCache {
                 Found::Lock(lock) => lock,
             }
         };
-        let result = fetch.await;
+        let result = fetch().await;
         if let Ok(listed) = &result {
             self.share(&keys, listed, lifetimes).await;
         }
@@ -191,7 +192,7 @@ impl SharedCache {
 impl ResponseCache {
     /// [`get_or_fetch`](super::SwrCache::get_or_fetch) with the second level
     /// `shared` behind the first, when `[redis]` shares bodies.
-    pub async fn get_or_fetch_shared<F>(
+    pub async fn get_or_fetch_shared<F, Fut>(
         &self,
         key: CacheKey,
         bypass: bool,
@@ -200,7 +201,8 @@ impl ResponseCache {
         fetch: F,
     ) -> Result<(Arc<Stored<Listed>>, CacheStatus), GatewayError>
     where
-        F: Future<Output = Result<Listed, GatewayError>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Listed, GatewayError>>,
     {
         let Some(shared) = shared else {
             return self.get_or_fetch(key, bypass, waits, fetch).await;

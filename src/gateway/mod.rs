@@ -364,7 +364,7 @@ impl ChunkSource for Chunks<'_> {
             self.gw.backend_id(backend)?,
             chunk_query.clone(),
         );
-        let fetch = async {
+        let fetch = || async {
             self.gw
                 .backend_page(self.ctx, &self.bot.name, backend, &chunk_query)
                 .await

@@ -162,7 +162,7 @@ async fn list(
     let key = CacheKey::list(bot, gateway.backend_ids(bot)?, &params.query);
     let request_id = request_id(req);
     let ctx = call_ctx(req, caller, upstream, &request_id);
-    let fetch = gateway.list(&ctx, bot, &params.query);
+    let fetch = || gateway.list(&ctx, bot, &params.query);
     let result = caller
         .state
         .cache
@@ -211,7 +211,7 @@ pub(crate) async fn get_conversation(
         let key = CacheKey::get(bot, backends, &conversation_id, params.include_raw);
         let request_id = request_id(&req);
         let ctx = call_ctx(&req, &caller, &upstream, &request_id);
-        let fetch = gateway.get(&ctx, bot, &conversation_id, params.include_raw);
+        let fetch = || gateway.get(&ctx, bot, &conversation_id, params.include_raw);
         let result = caller
             .state
             .cache
