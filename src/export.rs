@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::query as params;
 use crate::redis::SharedStore;
 use crate::upstream::{tls_config, BodyBudget, Upstream};
+use crate::waits::Waits;
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -320,6 +321,7 @@ pub async fn run(config: Config, args: ExportArgs) -> Result<Totals, ExportError
             request_id: &request_id,
             bypass: false,
             stats: UpstreamStats::default(),
+            waits: Waits::new(clock.clone()),
         };
         let result = match merger.as_mut() {
             Some(merger) => next_batch(merger, &gateway.chunk_source(&ctx, &bot), &query).await,

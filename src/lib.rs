@@ -22,3 +22,4 @@ pub mod query;
 pub mod redis;
 pub mod server;
 pub mod upstream;
+pub mod waits;

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -237,6 +238,10 @@ pub struct AuthFailures {
     /// (in real time) only bounds memory; whether an IP is still blocked is
     /// decided by `until`.
     blocked: moka::sync::Cache<IpAddr, Instant>,
+    /// Whether `blocked` may hold anything: set before an IP is blocked,
+    /// cleared when all are forgiven. Every request asks [`Self::blocked`],
+    /// and almost always no IP is: this answers that without a lookup.
+    any_blocked: AtomicBool,
 }
 
 impl AuthFailures {
@@ -257,12 +262,16 @@ impl AuthFailures {
                 .max_capacity(Self::MAX_BLOCKED)
                 .time_to_live(rate.period)
                 .build(),
+            any_blocked: AtomicBool::new(false),
         }
     }
 
     /// How long `ip` must still wait, if it is over its allowance. Checked
     /// before any key comparison.
     pub fn blocked(&self, ip: IpAddr) -> Option<Duration> {
+        if !self.any_blocked.load(Ordering::Acquire) {
+            return None;
+        }
         let until = self.blocked.get(&ip)?;
         until
             .checked_duration_since(self.clock.now())
@@ -275,6 +284,7 @@ impl AuthFailures {
         if let Err(not_until) = limiter.check_key(&ip) {
             let now = self.clock.now();
             if let Some(until) = now.checked_add(not_until.wait_time_from(now)) {
+                self.any_blocked.store(true, Ordering::Release);
                 self.blocked.insert(ip, until);
             }
         }
@@ -289,6 +299,7 @@ impl AuthFailures {
             self.clock.clone(),
         )));
         self.blocked.invalidate_all();
+        self.any_blocked.store(false, Ordering::Release);
     }
 
     /// Drops state of IPs whose buckets are full again (they are

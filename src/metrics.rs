@@ -131,6 +131,14 @@ const DURATION_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Histogram buckets in seconds for the gateway's own cost per request: a cache
+/// hit is tens of microseconds, normalizing a large vendor page about a
+/// millisecond; past 100 ms something is wrong (a CPU-starved host).
+const OVERHEAD_BUCKETS: [f64; 14] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.5,
+];
+
 /// Histogram buckets in seconds for Redis round trips: sub-millisecond on a
 /// healthy network, up to the largest `redis.timeout_ms` worth having.
 const REDIS_BUCKETS: [f64; 12] = [
@@ -248,6 +256,10 @@ fn redis_histogram() -> Histogram {
     Histogram::new(REDIS_BUCKETS)
 }
 
+fn overhead_histogram() -> Histogram {
+    Histogram::new(OVERHEAD_BUCKETS)
+}
+
 /// Every metric the gateway exports. `Send + Sync`; share one through an `Arc`
 /// across all workers. Once a series exists, recording takes only a shared read
 /// lock on its family (plus a short per-series lock for a histogram).
@@ -256,6 +268,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RouteStatus, Counter>,
     request_duration: DurationFamily<Route>,
+    overhead: DurationFamily<Route>,
     upstream_requests: Family<ProviderStatus, Counter>,
     upstream_duration: DurationFamily<Provider>,
     cache_events: Family<ResultLabel, Counter>,
@@ -284,6 +297,7 @@ impl Metrics {
         let requests = Family::default();
         let request_duration =
             DurationFamily::new_with_constructor(duration_histogram as fn() -> _);
+        let overhead = DurationFamily::new_with_constructor(overhead_histogram as fn() -> _);
         let upstream_requests = Family::default();
         let upstream_duration =
             DurationFamily::new_with_constructor(duration_histogram as fn() -> _);
@@ -309,6 +323,14 @@ impl Metrics {
             "Time to answer an API request, by route",
             Unit::Seconds,
             request_duration.clone(),
+        );
+        registry.register_with_unit(
+            "chatgate_overhead",
+            "The gateway's own time per API request, by route: its duration less the time \
+             spent waiting on vendors (calls, their rate-limit pauses, quota slots and \
+             backoffs) and on the same answer's fetch by another request or instance",
+            Unit::Seconds,
+            overhead.clone(),
         );
         registry.register(
             "chatgate_upstream_requests",
@@ -391,6 +413,7 @@ impl Metrics {
             registry,
             requests,
             request_duration,
+            overhead,
             upstream_requests,
             upstream_duration,
             cache_events,
@@ -414,6 +437,14 @@ impl Metrics {
         self.request_duration
             .get_or_create(&Route { route })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The gateway's own time on one API request on `route`: its duration
+    /// less its waits on vendors and on other fetches ([`crate::waits`]).
+    pub fn overhead(&self, route: &'static str, own: Duration) {
+        self.overhead
+            .get_or_create(&Route { route })
+            .observe(own.as_secs_f64());
     }
 
     /// One vendor call (one attempt) to `provider` ended with `outcome` after
@@ -595,6 +626,25 @@ mod tests {
             r#"chatgate_request_duration_seconds_bucket{le="30.0",route="bots"} 1"#,
             "# TYPE chatgate_request_duration_seconds histogram",
             "# UNIT chatgate_request_duration_seconds seconds",
+        ] {
+            assert_line(&out, line);
+        }
+    }
+
+    #[test]
+    fn overhead_is_a_histogram_by_route_with_sub_millisecond_buckets() {
+        let m = Metrics::new();
+        m.overhead("list", Duration::from_micros(30));
+        m.overhead("list", ms(2));
+        let out = m.render();
+        for line in [
+            "# TYPE chatgate_overhead_seconds histogram",
+            "# UNIT chatgate_overhead_seconds seconds",
+            r#"chatgate_overhead_seconds_count{route="list"} 2"#,
+            r#"chatgate_overhead_seconds_bucket{le="0.000025",route="list"} 0"#,
+            r#"chatgate_overhead_seconds_bucket{le="0.00005",route="list"} 1"#,
+            r#"chatgate_overhead_seconds_bucket{le="0.001",route="list"} 1"#,
+            r#"chatgate_overhead_seconds_bucket{le="0.0025",route="list"} 2"#,
         ] {
             assert_line(&out, line);
         }

@@ -458,3 +458,35 @@ async fn metrics_are_served_in_the_format_asked_for_and_lint_clean() {
     );
     h.stop().await;
 }
+
+#[actix_rt::test]
+async fn overhead_is_observed_per_request_and_never_exceeds_the_duration() {
+    let h = Harness::start_as_demo(|t| t).await;
+    let q = format!("{LIST}?chatbotId=support&size=2");
+    // A miss (a vendor call), then two hits (none).
+    for expected in ["MISS", "HIT", "HIT"] {
+        let res = h.get(&q).await;
+        res.ok();
+        assert_eq!(res.header("x-cache"), Some(expected));
+    }
+    let text = scrape(&h).await;
+    let label = r#"route="list""#;
+    assert_histogram(&text, "chatgate_overhead_seconds", label, 3.0);
+    assert_histogram(&text, "chatgate_request_duration_seconds", label, 3.0);
+    let sum = |name: &str| sample(&text, &format!("{name}_sum{{{label}}}"));
+    let overhead = sum("chatgate_overhead_seconds");
+    let total = sum("chatgate_request_duration_seconds");
+    assert!(overhead <= total, "overhead {overhead} > total {total}");
+    let vendor = sample(
+        &text,
+        r#"chatgate_upstream_duration_seconds_sum{provider="chatbase"}"#,
+    );
+    assert!(
+        overhead <= total - vendor + 1e-9,
+        "the vendor call's {vendor} s is not the gateway's: overhead {overhead}, total {total}"
+    );
+    // The smallest bucket is below a millisecond, so a hit has somewhere to fall.
+    let first = &buckets(&text, "chatgate_overhead_seconds", label)[0];
+    assert!(first.0.parse::<f64>().unwrap() < 0.001, "{first:?}");
+    h.stop().await;
+}

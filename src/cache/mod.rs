@@ -18,6 +18,7 @@
 //! Only successful answers are stored. The key never holds the client key:
 //! authorization is checked before the cache is consulted.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::hash::Hash;
 use std::ops::Deref;
@@ -31,6 +32,7 @@ use moka::future::Cache;
 use crate::clock::Clock;
 use crate::config::{BotConfig, CacheConfig, ProviderConfig};
 use crate::error::GatewayError;
+use crate::waits::Waits;
 
 pub mod shared;
 
@@ -334,18 +336,27 @@ where
     /// Answers from the cache when fresh, else runs `fetch` — once for all
     /// concurrent callers of the same key — and stores its result. When `fetch`
     /// fails in a way a stale answer may cover (SPEC §5), a stale entry answers.
-    /// `bypass` skips the read but still stores.
-    pub async fn get_or_fetch<F>(
+    /// `bypass` skips the read but still stores. A caller waiting for another
+    /// caller's `fetch` counts that time in `waits`.
+    ///
+    /// `fetch` makes the vendor-call future only on a miss: that future is
+    /// tens of kilobytes (every phase, retry and client call inline), and a
+    /// hit that carried it would copy it with every future around it.
+    pub async fn get_or_fetch<F, Fut>(
         &self,
         key: K,
         bypass: bool,
+        waits: &Waits,
         fetch: F,
     ) -> Result<(Arc<Stored<V>>, CacheStatus), GatewayError>
     where
-        F: Future<Output = Result<V, GatewayError>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, GatewayError>>,
     {
-        self.get_or_load(key, bypass, |_| async { fetch.await.map(Loaded::Fetched) })
-            .await
+        self.get_or_load(key, bypass, waits, |_| async {
+            fetch().await.map(Loaded::Fetched)
+        })
+        .await
     }
 
     /// [`get_or_fetch`](Self::get_or_fetch) where a miss runs `load`, which
@@ -356,6 +367,7 @@ where
         &self,
         key: K,
         bypass: bool,
+        waits: &Waits,
         load: L,
     ) -> Result<(Arc<Stored<V>>, CacheStatus), GatewayError>
     where
@@ -364,7 +376,7 @@ where
     {
         let Some(inner) = &self.inner else {
             // Nothing is kept, so every answer is a BYPASS (or STALE).
-            let loaded = load(Lifetimes::NONE).await?;
+            let loaded = Box::pin(load(Lifetimes::NONE)).await?;
             let stored = Stored::loaded(loaded, self.clock.now(), Lifetimes::NONE);
             let status = stored.status(true);
             return Ok((Arc::new(stored), status));
@@ -389,17 +401,21 @@ where
             ttl: inner.ttl,
             stale_if_error: inner.stale_if_error,
         };
-        let fetched = inner
-            .inflight
-            .try_get_with(key.clone(), async {
-                let loaded = load(lifetimes).await?;
-                Ok::<_, GatewayError>(Arc::new(Stored::loaded(
-                    loaded,
-                    self.clock.now(),
-                    lifetimes,
-                )))
-            })
-            .await;
+        // Until this caller's own `load` starts, it waits for another's.
+        let waiting = RefCell::new(Some(waits.begin()));
+        // Boxed: only a miss gets here, and the load is the large part of
+        // this future (see `get_or_fetch`).
+        let fetched = Box::pin(inner.inflight.try_get_with(key.clone(), async {
+            drop(waiting.borrow_mut().take());
+            let loaded = load(lifetimes).await?;
+            Ok::<_, GatewayError>(Arc::new(Stored::loaded(
+                loaded,
+                self.clock.now(),
+                lifetimes,
+            )))
+        }))
+        .await;
+        drop(waiting.take());
         // Store before leaving `inflight`, so no request finds neither and makes a
         // second vendor call in between.
         if let Ok(value) = &fetched {
@@ -571,10 +587,10 @@ pub(crate) mod tests {
                 stale: false,
             };
             let backends = vec![BackendId::new(&provider(), "c")];
+            let key = CacheKey::list(&bot(), backends, &query);
+            let waits = Waits::new(ManualClock::new().into());
             let (_, status) = cache
-                .get_or_fetch(CacheKey::list(&bot(), backends, &query), false, async {
-                    Ok(listed)
-                })
+                .get_or_fetch(key, false, &waits, || async { Ok(listed) })
                 .await
                 .unwrap();
             assert_eq!(status, CacheStatus::Miss);
@@ -646,7 +662,12 @@ pub(crate) mod tests {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 vendor.map(Val)
             };
-            let (stored, status) = self.cache.get_or_fetch(Key(1), bypass, fetch).await.ok()?;
+            let waits = Waits::new(self.clock.clone().into());
+            let (stored, status) = self
+                .cache
+                .get_or_fetch(Key(1), bypass, &waits, || fetch)
+                .await
+                .ok()?;
             Some((stored.0, status))
         }
 
@@ -708,6 +729,32 @@ pub(crate) mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_caller_coalesced_onto_another_fetch_counts_it_as_waiting() {
+        let t = Timed::new(true, 10, 20);
+        let (leader, follower) = (
+            Waits::new(t.clock.clone().into()),
+            Waits::new(t.clock.clone().into()),
+        );
+        // The leader's vendor call takes 40 ms, begun before the follower asks.
+        let slow = async {
+            tokio::task::yield_now().await;
+            t.advance_ms(40);
+            Ok(Val("a"))
+        };
+        let never = async { Ok(Val("b")) };
+        let (a, b) = futures_util::join!(
+            t.cache.get_or_fetch(Key(1), false, &leader, || slow),
+            t.cache.get_or_fetch(Key(1), false, &follower, || never),
+        );
+        assert_eq!(a.unwrap().0 .0, "a");
+        assert_eq!(b.unwrap().0 .0, "a", "one fetch for both");
+        // The leader's own call is counted where it is made (the gateway's
+        // vendor-call phases), not here.
+        assert_eq!(leader.total(), Duration::ZERO);
+        assert_eq!(follower.total(), Duration::from_millis(40));
+    }
+
+    #[actix_rt::test]
     async fn the_stale_window_is_checked_when_the_failure_arrives() {
         let t = Timed::new(true, 10, 20);
         t.ask(Ok("a")).await;
@@ -717,7 +764,11 @@ pub(crate) mod tests {
             t.advance_ms(10_000);
             down().map(Val)
         };
-        let answer = t.cache.get_or_fetch(Key(1), false, slow_failure).await;
+        let waits = Waits::new(t.clock.clone().into());
+        let answer = t
+            .cache
+            .get_or_fetch(Key(1), false, &waits, || slow_failure)
+            .await;
         assert!(answer.is_err());
     }
 

@@ -34,6 +34,7 @@ use crate::error::GatewayError;
 use crate::redis::cache::{CachedBody, LockToken, SecondLevel, Waited};
 use crate::redis::keys::EntryKeys;
 use crate::redis::SharedStore;
+use crate::waits::Waits;
 
 /// How many times a caller takes part in the lock protocol before calling the
 /// vendor itself: each round ends because a holder failed or died, so past a
@@ -70,29 +71,31 @@ impl SharedCache {
     /// for `lifetimes`), with at most one vendor call across instances while
     /// the lock protocol holds. `bypass` (`Cache-Control: no-cache`) skips
     /// reading and locking but still shares what it fetched.
-    async fn load<F>(
+    async fn load<F, Fut>(
         &self,
         keys: EntryKeys,
         bypass: bool,
         lifetimes: Lifetimes,
+        waits: &Waits,
         fetch: F,
     ) -> Result<Loaded<Listed>, GatewayError>
     where
-        F: Future<Output = Result<Listed, GatewayError>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Listed, GatewayError>>,
     {
         if !lifetimes.keeps() {
-            return fetch.await.map(Loaded::Fetched);
+            return fetch().await.map(Loaded::Fetched);
         }
         let mut stale = None;
         let lock = if bypass {
             None
         } else {
-            match self.find_or_lock(&keys, &mut stale).await {
+            match self.find_or_lock(&keys, &mut stale, waits).await {
                 Found::Copy(loaded) => return Ok(loaded),
                 Found::Lock(lock) => lock,
             }
         };
-        let result = fetch.await;
+        let result = fetch().await;
         if let Ok(listed) = &result {
             self.share(&keys, listed, lifetimes).await;
         }
@@ -116,8 +119,15 @@ impl SharedCache {
 
     /// Steps 1 and 2: a fresh copy, or the lock (or no lock, when Redis
     /// failed or the rounds ran out: then the vendor is called anyway).
-    /// Stale copies seen on the way are left in `stale`.
-    async fn find_or_lock(&self, keys: &EntryKeys, stale: &mut Option<CachedBody>) -> Found {
+    /// Stale copies seen on the way are left in `stale`; the time spent
+    /// waiting for another instance's fetch is counted in `waits` (it is
+    /// that instance's vendor call, not this one's work).
+    async fn find_or_lock(
+        &self,
+        keys: &EntryKeys,
+        stale: &mut Option<CachedBody>,
+        waits: &Waits,
+    ) -> Found {
         for _ in 0..MAX_ROUNDS {
             match self.level.get(keys).await {
                 Ok(Some(body)) if body.is_fresh() => match fresh_copy(body) {
@@ -138,7 +148,7 @@ impl SharedCache {
                 Ok(None) => {}
                 Err(_) => return Found::Lock(None),
             }
-            match self.level.wait_for(keys, self.lease).await {
+            match waits.during(self.level.wait_for(keys, self.lease)).await {
                 Ok(Waited::Fresh(body)) => match fresh_copy(body) {
                     Some(loaded) => return Found::Copy(loaded),
                     None => return Found::Lock(None),
@@ -182,22 +192,24 @@ impl SharedCache {
 impl ResponseCache {
     /// [`get_or_fetch`](super::SwrCache::get_or_fetch) with the second level
     /// `shared` behind the first, when `[redis]` shares bodies.
-    pub async fn get_or_fetch_shared<F>(
+    pub async fn get_or_fetch_shared<F, Fut>(
         &self,
         key: CacheKey,
         bypass: bool,
         shared: Option<&SharedCache>,
+        waits: &Waits,
         fetch: F,
     ) -> Result<(Arc<Stored<Listed>>, CacheStatus), GatewayError>
     where
-        F: Future<Output = Result<Listed, GatewayError>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Listed, GatewayError>>,
     {
         let Some(shared) = shared else {
-            return self.get_or_fetch(key, bypass, fetch).await;
+            return self.get_or_fetch(key, bypass, waits, fetch).await;
         };
         let keys = shared.level.store().keys().cache_entry(&key.canonical());
-        self.get_or_load(key, bypass, |lifetimes| {
-            shared.load(keys, bypass, lifetimes, fetch)
+        self.get_or_load(key, bypass, waits, |lifetimes| {
+            shared.load(keys, bypass, lifetimes, waits, fetch)
         })
         .await
     }

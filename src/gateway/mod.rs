@@ -51,6 +51,7 @@ use crate::redis::gcra::{self, GcraParams};
 use crate::redis::keys::VendorAccount;
 use crate::redis::{pause, SharedStore};
 use crate::upstream::{TransportError, Upstream};
+use crate::waits::Waits;
 use governor::Quota;
 
 pub mod resume;
@@ -302,7 +303,8 @@ impl UpstreamStats {
 
 /// What one API request (or one export page) brings to every vendor call it
 /// makes: the worker's HTTP clients, the id vendors see in `X-Request-Id`,
-/// whether the cache was bypassed, and the request's call count and budget.
+/// whether the cache was bypassed, the request's call count and budget, and
+/// where its time waiting on vendors is counted.
 pub struct CallCtx<'a> {
     /// The worker's clients.
     pub upstream: &'a Upstream,
@@ -312,6 +314,9 @@ pub struct CallCtx<'a> {
     pub bypass: bool,
     /// Calls made, time spent, calls left.
     pub stats: UpstreamStats,
+    /// The request's time waiting on vendors (the calls, and the pauses,
+    /// quota slots and backoffs before them) and on other requests' fetches.
+    pub waits: Waits,
 }
 
 /// A dual-read bot's backends as a merge reads them: through the chunk cache,
@@ -360,7 +365,7 @@ impl ChunkSource for Chunks<'_> {
             self.gw.backend_id(backend)?,
             chunk_query.clone(),
         );
-        let fetch = async {
+        let fetch = || async {
             self.gw
                 .backend_page(self.ctx, &self.bot.name, backend, &chunk_query)
                 .await
@@ -369,7 +374,7 @@ impl ChunkSource for Chunks<'_> {
         let (chunk, status) = self
             .gw
             .chunks
-            .get_or_fetch(key, self.ctx.bypass, fetch)
+            .get_or_fetch(key, self.ctx.bypass, &self.ctx.waits, fetch)
             .await?;
         Ok((SharedChunk(chunk), status))
     }
@@ -756,6 +761,7 @@ impl Gateway {
             upstream,
             request_id,
             stats,
+            waits,
             ..
         } = ctx;
         let kind = provider.kind();
@@ -780,13 +786,13 @@ impl Gateway {
                     wait_ms = left.as_millis() as u64,
                     "waiting out the vendor's rate-limit window"
                 );
-                tokio::time::sleep(left).await;
+                waits.during(tokio::time::sleep(left)).await;
             }
             // 2. quota guard, never past this call's timeout or the deadline
             let room = deadline
                 .saturating_duration_since(self.clock.now())
                 .min(provider.config.timeout);
-            if let Err(wait) = provider.acquire_slot(room).await {
+            if let Err(wait) = waits.during(provider.acquire_slot(room)).await {
                 self.metrics.rate_limited("provider");
                 tracing::warn!(wait_ms = wait.as_millis() as u64, "vendor quota guard full");
                 return Err(fail(UpstreamFailure::Throttled(wait)));
@@ -801,8 +807,8 @@ impl Gateway {
             };
             // 4. the call, if the request's budget allows one more
             stats.call().map_err(fail)?;
-            let outcome = upstream
-                .execute(&provider.config, request, request_id)
+            let outcome = waits
+                .during(upstream.execute(&provider.config, request, request_id))
                 .await;
             // 5. whether to go round again, decided by the retry policy
             let retry = |failed: Failed| {
@@ -824,7 +830,7 @@ impl Gateway {
                     };
                     if let Decision::Backoff(wait) = retry(failed) {
                         retries += 1;
-                        tokio::time::sleep(wait).await;
+                        waits.during(tokio::time::sleep(wait)).await;
                         continue;
                     }
                     return Err(fail(e.into()));
@@ -877,7 +883,7 @@ impl Gateway {
                                     if let Decision::Backoff(wait) = retry(failed) {
                                         provider.report_circuit(&self.metrics, self.clock.now());
                                         retries += 1;
-                                        tokio::time::sleep(wait).await;
+                                        waits.during(tokio::time::sleep(wait)).await;
                                         continue;
                                     }
                                 }

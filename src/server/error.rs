@@ -436,7 +436,7 @@ impl Failure {
     pub fn of(req: &actix_web::HttpRequest, error: impl Into<ApiError>) -> Self {
         Self {
             error: error.into(),
-            request_id: super::request_log::request_id(req),
+            request_id: super::request_log::request_id(req).to_string(),
         }
     }
 }

@@ -5,9 +5,12 @@
 //! learned (client, bot, provider, vendor calls) in [`LogFields`]; the middleware
 //! writes the line after the response is built, whatever path answered.
 
+use std::rc::Rc;
+use std::time::Duration;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest};
 
@@ -17,9 +20,12 @@ use crate::limits::RateInfo;
 /// The request id header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The id of the request being served, stored in its extensions.
+/// The id of the request being served, stored in its extensions. Shared, not
+/// copied, by everything that names the request (the vendor calls' header,
+/// error bodies, the log line): a request and its handlers stay on one worker
+/// thread.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub Rc<str>);
 
 /// What a handler learned about a request, for the log line.
 #[derive(Debug, Default, Clone)]
@@ -34,14 +40,16 @@ pub struct LogFields {
     pub upstream: UpstreamStats,
     /// How the cache answered (`X-Cache`).
     pub cache: Option<&'static str>,
+    /// Time spent waiting on vendors and on other requests' fetches (see
+    /// [`crate::waits`]): the request's time less this is the gateway's own.
+    pub waited: Duration,
 }
 
 /// The current request's id (set by [`middleware`] before any handler runs).
-pub fn request_id(req: &HttpRequest) -> String {
+pub fn request_id(req: &HttpRequest) -> Rc<str> {
     req.extensions()
         .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default()
+        .map_or_else(|| Rc::from(""), |r| r.0.clone())
 }
 
 /// Records what a handler learned.
@@ -55,63 +63,94 @@ pub fn record(req: &HttpRequest, f: impl FnOnce(&mut LogFields)) {
     }
 }
 
-/// The name of the client quota's policy in `RateLimit-Policy` and `RateLimit`.
-const POLICY: &sfv::StringRef = sfv::StringRef::constant("client");
-
 /// The rate-limit headers on every authenticated response, whatever path
 /// answered, so a client sees the same numbers on a hit, a miss and an error:
 /// draft-ietf-httpapi-ratelimit-headers-11's two Structured Fields, and the
 /// older draft's three integers, with the same numbers (README "Rate limits").
-fn rate_limit_headers(headers: &mut actix_web::http::header::HeaderMap, rate: &RateInfo) {
+fn rate_limit_headers(headers: &mut HeaderMap, rate: &RateInfo) {
     let reset = whole_seconds_up(rate.reset);
     for (name, value) in [
-        ("ratelimit-limit", u64::from(rate.limit)),
-        ("ratelimit-remaining", u64::from(rate.remaining)),
-        ("ratelimit-reset", reset),
+        (RATELIMIT_LIMIT, u64::from(rate.limit)),
+        (RATELIMIT_REMAINING, u64::from(rate.remaining)),
+        (RATELIMIT_RESET, reset),
     ] {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+        headers.insert(name, HeaderValue::from(value));
     }
     let (policy, current) = structured_fields(rate);
-    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
+    for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, current)] {
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            headers.insert(name, value);
         }
     }
 }
 
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// The largest Structured Fields Integer (RFC 9651 §3.3.1): 15 digits.
+const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
+
 /// `RateLimit-Policy` (`"client";q=<burst>;w=<seconds for an empty bucket to
-/// fill>`) and `RateLimit` (`"client";r=<remaining>;t=<seconds until full>`),
-/// serialized as Structured Fields (RFC 9651) Lists of one Item.
-pub fn structured_fields(rate: &RateInfo) -> (String, String) {
-    let seconds = |d| sfv::Integer::try_from(whole_seconds_up(d)).unwrap_or(sfv::Integer::MAX);
-    let policy = client_item(&[
-        (sfv::KeyRef::constant("q"), rate.limit.into()),
-        (sfv::KeyRef::constant("w"), seconds(rate.window)),
-    ]);
-    let current = client_item(&[
-        (sfv::KeyRef::constant("r"), rate.remaining.into()),
-        (sfv::KeyRef::constant("t"), seconds(rate.reset)),
-    ]);
+/// fill>`) and `RateLimit` (`"client";r=<remaining>;t=<seconds until full>`):
+/// Structured Fields (RFC 9651) Lists of one Item, the String `"client"` with
+/// two Integer parameters, written directly (a serializer built per request
+/// cost more than the rest of the headers together). Seconds past the
+/// largest Integer are written as it.
+pub fn structured_fields(rate: &RateInfo) -> (SfValue, SfValue) {
+    let seconds = |d| whole_seconds_up(d).min(SF_INTEGER_MAX);
+    let policy = SfValue::client_item((b'q', u64::from(rate.limit)), (b'w', seconds(rate.window)));
+    let current = SfValue::client_item(
+        (b'r', u64::from(rate.remaining)),
+        (b't', seconds(rate.reset)),
+    );
     (policy, current)
 }
 
-/// A List of one Item, the [`POLICY`] string with these parameters.
-fn client_item(params: &[(&sfv::KeyRef, sfv::Integer)]) -> String {
-    let mut list = sfv::ListSerializer::new();
-    // Each parameter is written as it is added; the serializer returned
-    // at the end has nothing left to say.
-    _ = params
-        .iter()
-        .fold(list.bare_item(POLICY), |item, (key, value)| {
-            item.parameter(key, *value)
-        });
-    // A List with a member always serializes.
-    list.finish().unwrap_or_default()
+/// One Structured Field value of [`structured_fields`], built on the stack:
+/// `"client"`, two parameters of one-letter keys and at most 15 digits each.
+pub struct SfValue {
+    bytes: [u8; Self::CAPACITY],
+    len: usize,
+}
+
+impl SfValue {
+    /// `"client"` (8) + 2 × `;k=` (3) + 2 × 15 digits.
+    const CAPACITY: usize = 8 + 2 * 3 + 2 * 15;
+
+    fn client_item(first: (u8, u64), second: (u8, u64)) -> Self {
+        let mut value = Self {
+            bytes: [0; Self::CAPACITY],
+            len: 0,
+        };
+        value.push(b"\"client\"");
+        for (key, n) in [first, second] {
+            value.push(&[b';', key, b'=']);
+            let mut digits = itoa::Buffer::new();
+            value.push(digits.format(n.min(SF_INTEGER_MAX)).as_bytes());
+        }
+        value
+    }
+
+    /// Appends what fits (everything does: see [`Self::CAPACITY`]).
+    fn push(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(Self::CAPACITY);
+        let n = end - self.len;
+        self.bytes[self.len..end].copy_from_slice(&bytes[..n]);
+        self.len = end;
+    }
+
+    /// The value's bytes (ASCII).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// Whole seconds, rounded up: a client told to wait must not be early.
-fn whole_seconds_up(d: std::time::Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+fn whole_seconds_up(d: Duration) -> u64 {
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 /// The `route` label: a fixed set, so unknown paths cannot grow the metrics.
@@ -157,16 +196,8 @@ pub async fn middleware(
         .app_data::<actix_web::web::Data<super::AppState>>()
         .cloned();
     let started = state.as_ref().map(|s| s.clock().now());
-    let id = req
-        .headers()
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| sane(v))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let id = assign_id(req.headers().get(&X_REQUEST_ID));
     req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().clone();
-    let path = req.path().to_owned();
     let mut res = next.call(req).await?;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID, v);
@@ -175,11 +206,11 @@ pub async fn middleware(
     if let Some(rate) = rate {
         rate_limit_headers(res.headers_mut(), &rate);
     }
+    // Taken, not copied: nothing reads them after this line.
     let fields = res
         .request()
-        .extensions()
-        .get::<LogFields>()
-        .cloned()
+        .extensions_mut()
+        .remove::<LogFields>()
         .unwrap_or_default();
     let total = state
         .as_ref()
@@ -190,12 +221,16 @@ pub async fn middleware(
     let route = route_name(res.request().match_pattern().as_deref());
     if let Some(state) = &state {
         state.metrics.request(route, status, total);
+        state
+            .metrics
+            .overhead(route, total.saturating_sub(fields.waited));
     }
     let error = res.response().error().map(|e| e.to_string());
+    let request = res.request();
     tracing::info!(
         request_id = %id,
-        method = %method,
-        path = %path,
+        method = %request.method(),
+        path = %request.path(),
         status,
         client = fields.client.as_deref(),
         bot = fields.bot.as_deref(),
@@ -208,4 +243,90 @@ pub async fn middleware(
         "request"
     );
     Ok(res)
+}
+
+/// The caller's request id when [`sane`], else a new UUID (formatted on the
+/// stack, then stored once).
+fn assign_id(given: Option<&HeaderValue>) -> Rc<str> {
+    match given.and_then(|v| v.to_str().ok()).filter(|v| sane(v)) {
+        Some(id) => Rc::from(id),
+        None => {
+            let mut buf = uuid::Uuid::encode_buffer();
+            Rc::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the `sfv` serializer writes for the same List of one Item.
+    fn serialized(params: [(&str, u64); 2]) -> String {
+        let mut list = sfv::ListSerializer::new();
+        let _ = params.iter().fold(
+            list.bare_item(sfv::StringRef::constant("client")),
+            |item, (key, value)| {
+                let key = sfv::KeyRef::from_str(key).unwrap_or_else(|_| unreachable!());
+                let value = sfv::Integer::try_from(*value).unwrap_or(sfv::Integer::MAX);
+                item.parameter(key, value)
+            },
+        );
+        list.finish().unwrap_or_default()
+    }
+
+    #[test]
+    fn ratelimit_fields_are_byte_identical_to_a_structured_fields_serializer() {
+        let secs = Duration::from_secs;
+        for (limit, remaining, window, reset) in [
+            (1, 0, secs(1), Duration::ZERO),
+            (5, 4, secs(5), Duration::from_millis(1)),
+            (
+                3,
+                2,
+                Duration::from_nanos(25_714_285_713),
+                Duration::from_millis(8_571),
+            ),
+            (u32::MAX, u32::MAX, secs(u64::MAX), Duration::MAX),
+            (
+                1_000_000,
+                999_999,
+                secs(999_999_999_999_999),
+                secs(1_000_000_000_000_000),
+            ),
+        ] {
+            let rate = RateInfo {
+                limit,
+                window,
+                remaining,
+                reset,
+                retry_after: None,
+            };
+            let (policy, current) = structured_fields(&rate);
+            let up = |d| whole_seconds_up(d);
+            assert_eq!(
+                std::str::from_utf8(policy.as_bytes()),
+                Ok(serialized([("q", u64::from(limit)), ("w", up(window))]).as_str())
+            );
+            assert_eq!(
+                std::str::from_utf8(current.as_bytes()),
+                Ok(serialized([("r", u64::from(remaining)), ("t", up(reset))]).as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn a_sane_request_id_is_kept_and_any_other_replaced_by_a_uuid() {
+        let kept = HeaderValue::from_static("abc-123_x.y");
+        assert_eq!(&*assign_id(Some(&kept)), "abc-123_x.y");
+        for refused in [
+            None,
+            Some(HeaderValue::from_static("a b")),
+            Some(HeaderValue::from_static("")),
+        ] {
+            let id = assign_id(refused.as_ref());
+            assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+            assert_eq!(id.len(), 36);
+        }
+    }
 }

@@ -24,6 +24,7 @@ use crate::metrics::Format;
 use crate::query::doc::BodyQuery;
 use crate::query::{self as params, DetailParams, ListParams};
 use crate::upstream::Upstream;
+use crate::waits::Waits;
 
 /// Largest request body accepted by `POST /api/v1/get-conversations`.
 pub const MAX_REQUEST_BODY: usize = 64 * 1024;
@@ -161,13 +162,16 @@ async fn list(
     let key = CacheKey::list(bot, gateway.backend_ids(bot)?, &params.query);
     let request_id = request_id(req);
     let ctx = call_ctx(req, caller, upstream, &request_id);
-    let fetch = gateway.list(&ctx, bot, &params.query);
+    let fetch = || gateway.list(&ctx, bot, &params.query);
     let result = caller
         .state
         .cache
-        .get_or_fetch_shared(key, ctx.bypass, gateway.shared_cache(), fetch)
+        .get_or_fetch_shared(key, ctx.bypass, gateway.shared_cache(), &ctx.waits, fetch)
         .await;
-    record(req, |f| f.upstream = ctx.stats);
+    record(req, |f| {
+        f.waited = ctx.waits.total();
+        f.upstream = ctx.stats;
+    });
     Ok(success(req, &caller.state, result?))
 }
 
@@ -207,20 +211,24 @@ pub(crate) async fn get_conversation(
         let key = CacheKey::get(bot, backends, &conversation_id, params.include_raw);
         let request_id = request_id(&req);
         let ctx = call_ctx(&req, &caller, &upstream, &request_id);
-        let fetch = gateway.get(&ctx, bot, &conversation_id, params.include_raw);
+        let fetch = || gateway.get(&ctx, bot, &conversation_id, params.include_raw);
         let result = caller
             .state
             .cache
-            .get_or_fetch_shared(key, ctx.bypass, gateway.shared_cache(), fetch)
+            .get_or_fetch_shared(key, ctx.bypass, gateway.shared_cache(), &ctx.waits, fetch)
             .await;
-        record(&req, |f| f.upstream = ctx.stats);
+        record(&req, |f| {
+            f.waited = ctx.waits.total();
+            f.upstream = ctx.stats;
+        });
         Ok(success(&req, &caller.state, result?))
     })
     .await
 }
 
 /// What the request brings to its vendor calls: this worker's clients, its id,
-/// whether it bypasses the cache, and its call budget.
+/// whether it bypasses the cache, its call budget, and where its waits on
+/// vendors are counted (on the server's clock).
 fn call_ctx<'a>(
     req: &HttpRequest,
     caller: &Caller,
@@ -234,6 +242,7 @@ fn call_ctx<'a>(
         stats: UpstreamStats::with_budget(
             caller.rt.gateway.config.server.max_vendor_calls_per_request,
         ),
+        waits: Waits::new(caller.state.clock().clone()),
     }
 }
 

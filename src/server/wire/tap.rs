@@ -261,13 +261,10 @@ fn clamp(left: u64, len: usize) -> usize {
     usize::try_from(left).map_or(len, |left| left.min(len))
 }
 
-/// The index just past the blank line ending a head, searching from `from`.
+/// The index just past the blank line ending a head, searching from `from`
+/// (with a vectorized substring search: every answer's head is scanned).
 fn find_head_end(bytes: &[u8], from: usize) -> Option<usize> {
-    bytes
-        .get(from..)?
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| from + i + 4)
+    memchr::memmem::find(bytes.get(from..)?, b"\r\n\r\n").map(|i| from + i + 4)
 }
 
 /// How a passed message's body is delimited.
