@@ -237,12 +237,19 @@ pub async fn middleware(
         provider = fields.provider.as_deref(),
         cache = fields.cache,
         upstream_calls = fields.upstream.calls(),
-        upstream_ms = fields.upstream.latency().as_secs_f64() * 1000.0,
-        total_ms = total.as_secs_f64() * 1000.0,
+        upstream_ms = millis(fields.upstream.latency()),
+        total_ms = millis(total),
         error = error.as_deref(),
         "request"
     );
     Ok(res)
+}
+
+/// Milliseconds to the microsecond, so a log line reads `16.658`, not the
+/// `16.658299000000003` a float product of the seconds prints.
+fn millis(d: Duration) -> f64 {
+    // Exact below 2^53 µs (285 years); a longer request is not a request.
+    d.as_micros() as f64 / 1000.0
 }
 
 /// The caller's request id when [`sane`], else a new UUID (formatted on the
@@ -273,6 +280,20 @@ mod tests {
             },
         );
         list.finish().unwrap_or_default()
+    }
+
+    #[test]
+    fn log_milliseconds_print_to_the_microsecond() {
+        assert_eq!(
+            millis(Duration::from_nanos(16_658_299_000)).to_string(),
+            "16658.299"
+        );
+        assert_eq!(
+            millis(Duration::from_nanos(16_658_299)).to_string(),
+            "16.658"
+        );
+        assert_eq!(millis(Duration::from_micros(7)).to_string(), "0.007");
+        assert_eq!(millis(Duration::ZERO).to_string(), "0");
     }
 
     #[test]
