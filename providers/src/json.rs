@@ -40,12 +40,17 @@ fn estimated_conversation_len(c: &Conversation) -> usize {
 
 /// Appends `items` as a JSON array, as serde_json writes a `&[Conversation]`.
 pub fn conversations(out: &mut Vec<u8>, items: &[Conversation]) {
+    array(out, items, conversation);
+}
+
+/// Appends `items` as a JSON array, each written by `write`.
+fn array<T>(out: &mut Vec<u8>, items: &[T], write: fn(&mut Vec<u8>, &T)) {
     out.push(b'[');
-    for (i, c) in items.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        conversation(out, c);
+        write(out, item);
     }
     out.push(b']');
 }
@@ -68,14 +73,8 @@ pub fn conversation(out: &mut Vec<u8>, c: &Conversation) {
     out.extend_from_slice(b",\"source\":\"");
     // Canonical source ids are plain lowercase ASCII too.
     out.extend_from_slice(c.source.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"messages\":[");
-    for (i, m) in c.messages.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        message(out, m);
-    }
-    out.push(b']');
+    out.extend_from_slice(b"\",\"messages\":");
+    array(out, &c.messages, message);
     if let Some(raw) = &c.raw {
         out.extend_from_slice(b",\"raw\":");
         out.extend_from_slice(raw.get().as_bytes());
@@ -96,14 +95,8 @@ fn message(out: &mut Vec<u8>, m: &Message) {
     out.extend_from_slice(b",\"created_at\":");
     time(out, m.created_at.as_ref());
     if !m.sources.is_empty() {
-        out.extend_from_slice(b",\"sources\":[");
-        for (i, s) in m.sources.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            kb_source(out, s);
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"sources\":");
+        array(out, &m.sources, kb_source);
     }
     out.push(b'}');
 }
