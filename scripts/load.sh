@@ -49,23 +49,10 @@ bin=$PWD/target/release/chatgate
 bare_bin=$PWD/target/release/examples/bare
 out_dir=$PWD/target/bench
 mkdir -p "$out_dir"
-work=$(mktemp -d "${TMPDIR:-/tmp}/chatgate-load.XXXXXX")
+# shellcheck source=bench/lib.sh
+source bench/lib.sh load
 results=$work/results.tsv
 : >"$results"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP_WORK:-}" ]; then echo "logs and configs kept in $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-# serve NAME CMD…: start a server pinned to the server core; its PID in pid[NAME].
-declare -A pid
-serve() { local name=$1; shift; taskset -c "$server_cpu" "$@" >"$work/$name.out" 2>"$work/$name.err" & pid[$name]=$!; pids+=($!); }
-stop() { local p=${pid[$1]}; kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
 

@@ -40,20 +40,8 @@ cargo build --release --quiet --bin chatgate
 bin=$PWD/target/release/chatgate
 out_dir=$PWD/target/bench
 mkdir -p "$out_dir"
-work=$(mktemp -d "${TMPDIR:-/tmp}/chatgate-memory.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP_WORK:-}" ]; then echo "logs and configs kept in $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-declare -A pid
-serve() { local name=$1; shift; taskset -c "$server_cpu" "$@" >"$work/$name.out" 2>"$work/$name.err" & pid[$name]=$!; pids+=($!); }
-stop() { local p=${pid[$1]}; kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh memory
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 count_calls() { curl -sf "http://127.0.0.1:$emu/_emulator/requests" | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["chatbase"])'; }
 
