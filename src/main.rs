@@ -83,7 +83,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Held until the process ends: dropping it flushes the log writer.
-    let _log_flush: Option<tracing_appender::non_blocking::WorkerGuard>;
+    let _log_flush: Option<chatgate::log_sink::SinkGuard>;
     let path = config::resolve_path(cli.config);
     match cli.command {
         Command::CheckConfig => match config::load(&path) {
@@ -107,18 +107,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => {
-            _log_flush = Some(init_logging("info"));
+            _log_flush = init_logging("info");
             let Some(config) = load_or_report(&path) else {
                 return ExitCode::FAILURE;
             };
             run(serve(config))
         }
         Command::Demo { bind } => {
-            _log_flush = Some(init_logging("warn"));
+            _log_flush = init_logging("warn");
             run(demo::run(bind))
         }
         Command::Emulate { bind } => {
-            _log_flush = Some(init_logging("info"));
+            _log_flush = init_logging("info");
             run(emulate(bind))
         }
         Command::Export {
@@ -131,7 +131,7 @@ fn main() -> ExitCode {
             include_raw,
             page_size,
         } => {
-            _log_flush = Some(init_logging("warn"));
+            _log_flush = init_logging("warn");
             let Some(config) = load_or_report(&path) else {
                 return ExitCode::FAILURE;
             };
@@ -197,28 +197,24 @@ async fn emulate(bind: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
-/// How much the log thread gathers before writing when lines keep coming.
-const LOG_BUFFER_BYTES: usize = 64 * 1024;
-
 /// Logs go to stderr: `RUST_LOG` sets the level (default `default`), and
 /// `CHATGATE_LOG_FORMAT=json` switches to one JSON object per line.
 ///
-/// A background thread does the writing, so a slow stderr never holds a request
-/// (a synchronous write was the tail of the miss path's latency). It is not
-/// lossy: when its buffer is full, logging waits rather than drop a line.
-///
-/// The thread writes through a buffer it flushes whenever it has no line
-/// left to write (and when the process ends), so under load many lines go
-/// out in one `write` instead of one system call per request line, and no
-/// line waits for company: an idle server's last line is on stderr at once.
-fn init_logging(default: &str) -> tracing_appender::non_blocking::WorkerGuard {
+/// A background thread does the writing ([`chatgate::log_sink`]), so a slow
+/// stderr never holds a request, and under load many lines leave in one
+/// `write`. It is not lossy: when its buffer is full, logging waits rather than
+/// drop a line. Should that thread fail to start, lines are written to stderr
+/// directly. The returned guard flushes the lines still pending when dropped.
+fn init_logging(default: &str) -> Option<chatgate::log_sink::SinkGuard> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(
-            LOG_BUFFER_BYTES,
-            std::io::stderr(),
-        ));
+    let (writer, guard) = match chatgate::log_sink::LogSink::new(std::io::stderr()) {
+        Ok((sink, guard)) => (BoxMakeWriter::new(sink), Some(guard)),
+        Err(e) => {
+            eprintln!("could not start the log writer thread ({e}); writing logs directly");
+            (BoxMakeWriter::new(std::io::stderr), None)
+        }
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only for a person at a terminal, never into files or collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
