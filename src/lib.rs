@@ -16,6 +16,7 @@ pub mod error;
 pub mod export;
 pub mod gateway;
 pub mod limits;
+pub mod log_format;
 pub mod log_sink;
 pub mod merge;
 pub mod metrics;

@@ -198,7 +198,10 @@ async fn emulate(bind: SocketAddr) -> std::io::Result<()> {
 }
 
 /// Logs go to stderr: `RUST_LOG` sets the level (default `default`), and
-/// `CHATGATE_LOG_FORMAT=json` switches to one JSON object per line.
+/// `CHATGATE_LOG_FORMAT=json` switches to one JSON object per line. Lines
+/// are tracing-subscriber's, the access line's bytes included, though that
+/// one is written by a cheaper hand-written formatter
+/// ([`chatgate::log_format`]).
 ///
 /// A background thread does the writing ([`chatgate::log_sink`]), so a slow
 /// stderr never holds a request, and under load many lines leave in one
@@ -206,6 +209,7 @@ async fn emulate(bind: SocketAddr) -> std::io::Result<()> {
 /// drop a line. Should that thread fail to start, lines are written to stderr
 /// directly. The returned guard flushes the lines still pending when dropped.
 fn init_logging(default: &str) -> Option<chatgate::log_sink::SinkGuard> {
+    use chatgate::log_format::LogFormat;
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     let (writer, guard) = match chatgate::log_sink::LogSink::new(std::io::stderr()) {
@@ -222,10 +226,11 @@ fn init_logging(default: &str) -> Option<chatgate::log_sink::SinkGuard> {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(writer);
+    let clock = chatgate::clock::Clock::system();
     if std::env::var("CHATGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) {
-        builder.json().flatten_event(true).init();
+        builder.json().event_format(LogFormat::json(clock)).init();
     } else {
-        builder.init();
+        builder.event_format(LogFormat::text(clock)).init();
     }
     guard
 }

@@ -227,22 +227,113 @@ pub async fn middleware(
     }
     let error = res.response().error().map(|e| e.to_string());
     let request = res.request();
-    tracing::info!(
-        request_id = %id,
-        method = %request.method(),
-        path = %request.path(),
+    log_access(&Access {
+        request_id: &id,
+        method: request.method().as_str(),
+        path: request.path(),
         status,
-        client = fields.client.as_deref(),
-        bot = fields.bot.as_deref(),
-        provider = fields.provider.as_deref(),
-        cache = fields.cache,
-        upstream_calls = fields.upstream.calls(),
-        upstream_ms = millis(fields.upstream.latency()),
-        total_ms = millis(total),
-        error = error.as_deref(),
+        client: fields.client.as_deref(),
+        bot: fields.bot.as_deref(),
+        provider: fields.provider.as_deref(),
+        cache: fields.cache,
+        upstream_calls: fields.upstream.calls(),
+        upstream: fields.upstream.latency(),
+        total,
+        error: error.as_deref(),
+    });
+    Ok(res)
+}
+
+/// What the access line says about one request: [`log_access`]'s input.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Access<'a> {
+    /// The request id (`X-Request-Id`).
+    pub request_id: &'a str,
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The path, without the query (which may carry what a client would
+    /// rather not see in logs).
+    pub path: &'a str,
+    /// The response's status.
+    pub status: u16,
+    /// The authenticated client's name.
+    pub client: Option<&'a str>,
+    /// The bot asked for.
+    pub bot: Option<&'a str>,
+    /// The provider that served it.
+    pub provider: Option<&'a str>,
+    /// How the cache answered (`X-Cache`).
+    pub cache: Option<&'a str>,
+    /// Vendor calls made.
+    pub upstream_calls: u32,
+    /// Time spent in vendor calls.
+    pub upstream: Duration,
+    /// The request's whole time.
+    pub total: Duration,
+    /// The error answered, if any.
+    pub error: Option<&'a str>,
+}
+
+/// The target of the access line: this module.
+pub(crate) const ACCESS_TARGET: &str = module_path!();
+
+/// The access line's fields, in the order [`log_access`] names them (tracing
+/// puts the message first).
+pub(crate) const ACCESS_FIELDS: [&str; 13] = [
+    "message",
+    "request_id",
+    "method",
+    "path",
+    "status",
+    "client",
+    "bot",
+    "provider",
+    "cache",
+    "upstream_calls",
+    "upstream_ms",
+    "total_ms",
+    "error",
+];
+
+/// Logs the one line per request, at INFO with this module as its target, so
+/// `RUST_LOG` keeps or drops it like any event (`RUST_LOG=warn`, or
+/// `chatgate::server::request_log=off`). Fields that are `None` are left out;
+/// names and values print as tracing-subscriber prints them: `%` fields as
+/// they are, strings quoted (`Debug`), times as milliseconds.
+///
+/// [`crate::log_format`] recognizes this event by its target and field names
+/// ([`is_access_line`]) and writes it by hand, byte for byte as
+/// tracing-subscriber would; its tests format the event of this very function
+/// both ways, and check it is recognized. A field changed here changes in
+/// [`ACCESS_FIELDS`] too.
+pub(crate) fn log_access(a: &Access<'_>) {
+    tracing::info!(
+        request_id = %a.request_id,
+        method = %a.method,
+        path = %a.path,
+        status = a.status,
+        client = a.client,
+        bot = a.bot,
+        provider = a.provider,
+        cache = a.cache,
+        upstream_calls = a.upstream_calls,
+        upstream_ms = millis(a.upstream),
+        total_ms = millis(a.total),
+        error = a.error,
         "request"
     );
-    Ok(res)
+}
+
+/// Whether `meta` is [`log_access`]'s event.
+pub(crate) fn is_access_line(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() == ACCESS_TARGET
+        && meta.is_event()
+        && meta.fields().len() == ACCESS_FIELDS.len()
+        && meta
+            .fields()
+            .iter()
+            .zip(ACCESS_FIELDS)
+            .all(|(field, name)| field.name() == name)
 }
 
 /// Milliseconds to the microsecond, so a log line reads `16.658`, not the
