@@ -120,48 +120,63 @@ where
             return self.inner.format_event(ctx, writer, event);
         }
         thread_local! {
-            /// The line being written, reused: no allocation per line.
-            static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+            static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch::new()) };
         }
-        LINE.with(|line| match line.try_borrow_mut() {
-            Ok(mut line) => self.write_line(&mut line, &mut writer, event),
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => self.write_line(&mut scratch, &mut writer, event),
             // Only if a field's `Display` logged an access line itself.
-            Err(_) => self.write_line(&mut Vec::new(), &mut writer, event),
+            Err(_) => self.write_line(&mut Scratch::new(), &mut writer, event),
         })
     }
 }
 
+/// What a thread keeps from one hand-written line to the next.
+struct Scratch {
+    /// The line being written: reused, so no allocation per line.
+    line: Vec<u8>,
+    /// The last timestamp's whole second, and its `YYYY-MM-DDTHH:MM:SS`:
+    /// the calendar is worked out once a second, not once a line.
+    second: Option<(i64, [u8; 19])>,
+}
+
+impl Scratch {
+    const fn new() -> Self {
+        Self {
+            line: Vec::new(),
+            second: None,
+        }
+    }
+}
+
 impl<F> LogFormat<F> {
-    /// Builds the line in `line`, then hands it to the fmt layer's `writer`.
-    /// An error is a field's `Display` failing, as it fails tracing-
-    /// subscriber's formatter: the fmt layer then drops the line.
+    /// Builds the line in `scratch`, then hands it to the fmt layer's
+    /// `writer`. An error is a field's `Display` failing, as it fails
+    /// tracing-subscriber's formatter: the fmt layer then drops the line.
     fn write_line(
         &self,
-        line: &mut Vec<u8>,
+        scratch: &mut Scratch,
         writer: &mut Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        let line = &mut scratch.line;
         line.clear();
         let now = self.clock.utc();
         if self.json {
-            json_line(line, now, event)?;
+            line.extend_from_slice(b"{\"timestamp\":\"");
+            timestamp(line, now, &mut scratch.second);
+            json_line(line, event)?;
         } else {
-            text_line(line, now, event, writer.sanitizes_ansi_escapes())?;
+            timestamp(line, now, &mut scratch.second);
+            text_line(line, event, writer.sanitizes_ansi_escapes())?;
         }
         writer.write_str(std::str::from_utf8(line).map_err(|_| fmt::Error)?)
     }
 }
 
-/// `2025-01-01T00:00:00.000000Z  INFO target: message name=value…` and a
+/// After the timestamp, `  INFO target: message name=value…` and a
 /// newline, as tracing-subscriber's `Full` format without colours and spans.
-fn text_line(
-    out: &mut Vec<u8>,
-    now: DateTime<Utc>,
-    event: &Event<'_>,
-    sanitize: bool,
-) -> fmt::Result {
+fn text_line(out: &mut Vec<u8>, event: &Event<'_>, sanitize: bool) -> fmt::Result {
     let meta = event.metadata();
-    timestamp(out, now);
     out.push(b' ');
     out.extend_from_slice(padded_level(meta.level()).as_bytes());
     out.push(b' ');
@@ -179,14 +194,12 @@ fn text_line(
     Ok(())
 }
 
-/// `{"timestamp":"…","level":"INFO",<fields>,"target":"…"}` and a newline,
-/// as tracing-subscriber's flattened JSON format writes it (serde_json's
-/// compact output) when no span is in scope.
-fn json_line(out: &mut Vec<u8>, now: DateTime<Utc>, event: &Event<'_>) -> fmt::Result {
+/// After `{"timestamp":"` and the timestamp (ASCII digits and punctuation:
+/// nothing to escape), `","level":"INFO",<fields>,"target":"…"}` and a
+/// newline, as tracing-subscriber's flattened JSON format writes it
+/// (serde_json's compact output) when no span is in scope.
+fn json_line(out: &mut Vec<u8>, event: &Event<'_>) -> fmt::Result {
     let meta = event.metadata();
-    // The timestamp is ASCII digits and punctuation: nothing to escape.
-    out.extend_from_slice(b"{\"timestamp\":\"");
-    timestamp(out, now);
     out.extend_from_slice(b"\",\"level\":\"");
     out.extend_from_slice(meta.level().as_str().as_bytes());
     out.push(b'"');
@@ -215,19 +228,34 @@ fn padded_level(level: &Level) -> &'static str {
 
 /// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`, the microseconds truncated, as
 /// tracing-subscriber's `SystemTime` timer writes it: a year past 9999 as
-/// `+10000`, one before year 0 as `-0001`.
-fn timestamp(out: &mut Vec<u8>, t: DateTime<Utc>) {
+/// `+10000`, one before year 0 as `-0001`. `last` is the last second written
+/// and its text, reused while the second lasts.
+fn timestamp(out: &mut Vec<u8>, t: DateTime<Utc>, last: &mut Option<(i64, [u8; 19])>) {
+    let (mut secs, mut nanos) = (t.timestamp(), t.timestamp_subsec_nanos());
     // chrono writes a leap second as nanoseconds past 10^9; a `SystemTime`,
     // what tracing-subscriber formats, runs on into the next second.
-    let nanos = t.timestamp_subsec_nanos();
-    let t = match nanos.checked_sub(1_000_000_000) {
-        Some(past) => t
-            .timestamp()
-            .checked_add(1)
-            .and_then(|secs| DateTime::from_timestamp(secs, past))
-            .unwrap_or(t),
-        None => t,
-    };
+    if let Some(past) = nanos.checked_sub(1_000_000_000) {
+        secs = secs.saturating_add(1);
+        nanos = past;
+    }
+    match last {
+        Some((second, text)) if *second == secs => out.extend_from_slice(text),
+        _ => {
+            let start = out.len();
+            date_and_time(out, DateTime::from_timestamp(secs, 0).unwrap_or(t));
+            // Four-digit years only.
+            *last = <[u8; 19]>::try_from(&out[start..])
+                .ok()
+                .map(|text| (secs, text));
+        }
+    }
+    let mut fraction = *b".uuuuuuZ";
+    put_digits(&mut fraction[1..7], nanos / 1000);
+    out.extend_from_slice(&fraction);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`, with [`timestamp`]'s years.
+fn date_and_time(out: &mut Vec<u8>, t: DateTime<Utc>) {
     let year = t.year();
     match u32::try_from(year) {
         Ok(year @ 0..=9999) => {
@@ -243,13 +271,12 @@ fn timestamp(out: &mut Vec<u8>, t: DateTime<Utc>) {
             let _ = write!(Bytes(out), "{year:05}");
         }
     }
-    let mut rest = *b"-MM-DDTHH:MM:SS.uuuuuuZ";
+    let mut rest = *b"-MM-DDTHH:MM:SS";
     put_digits(&mut rest[1..3], t.month());
     put_digits(&mut rest[4..6], t.day());
     put_digits(&mut rest[7..9], t.hour());
     put_digits(&mut rest[10..12], t.minute());
     put_digits(&mut rest[13..15], t.second());
-    put_digits(&mut rest[16..22], t.timestamp_subsec_micros());
     out.extend_from_slice(&rest);
 }
 
@@ -282,9 +309,10 @@ fn thousandths(out: &mut Vec<u8>, v: f64) -> bool {
     if !(0.0..THOUSANDTHS_MAX).contains(&v) {
         return false;
     }
-    // Rounds to `k` whenever `v` came from `k / 1000`: the products' error is
-    // far below a half at this size.
-    let k = (v * 1000.0).round() as u64;
+    // Rounds to `k` whenever `v` came from `k / 1000`: the product's error is
+    // far below a half at this size (and adding a half is cheaper than
+    // `round`, a libm call).
+    let k = (v * 1000.0 + 0.5) as u64;
     // Also refuses -0.0, which is `{:?}`-printed with its sign.
     if (k as f64 / 1000.0).to_bits() != v.to_bits() {
         return false;
@@ -934,7 +962,7 @@ mod tests {
         let printed = DateTime::parse_from_rfc3339(&stock).unwrap().to_utc();
         assert!(earliest <= printed && printed <= latest, "{stock}");
         let mut ours = Vec::new();
-        timestamp(&mut ours, printed);
+        timestamp(&mut ours, printed, &mut None);
         assert_eq!(String::from_utf8(ours).unwrap(), stock);
     }
 
@@ -970,7 +998,7 @@ mod tests {
         for (secs, nanos) in times {
             let t = DateTime::from_timestamp(secs, nanos).unwrap();
             let mut ours = Vec::new();
-            timestamp(&mut ours, t);
+            timestamp(&mut ours, t, &mut None);
             assert_eq!(
                 String::from_utf8(ours).unwrap(),
                 t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
@@ -983,8 +1011,32 @@ mod tests {
             .unwrap()
             .and_utc();
         let mut ours = Vec::new();
-        timestamp(&mut ours, leap);
+        timestamp(&mut ours, leap, &mut None);
         assert_eq!(ours, b"2017-01-01T00:00:00.500000Z");
+    }
+
+    #[test]
+    fn a_timestamp_reusing_the_last_second_is_the_same_as_one_worked_out_anew() {
+        let mut t = Utc.with_ymd_and_hms(2024, 2, 28, 23, 59, 58).unwrap();
+        let mut last = None;
+        for step in 0..20_000_u32 {
+            let mut reused = Vec::new();
+            timestamp(&mut reused, t, &mut last);
+            let mut anew = Vec::new();
+            timestamp(&mut anew, t, &mut None);
+            assert_eq!(reused, anew, "{t}");
+            t += chrono::TimeDelta::microseconds(i64::from(step * 7_919 % 250_000));
+        }
+        assert!(t > Utc.with_ymd_and_hms(2024, 2, 29, 0, 0, 0).unwrap());
+        // Seconds past year 9999 are not kept, and do not disturb the last.
+        let far = Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap();
+        for t in [t, far, far, t] {
+            let mut reused = Vec::new();
+            timestamp(&mut reused, t, &mut last);
+            let mut anew = Vec::new();
+            timestamp(&mut anew, t, &mut None);
+            assert_eq!(reused, anew, "{t}");
+        }
     }
 
     #[test]
