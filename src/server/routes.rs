@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -514,6 +514,13 @@ async fn read_body(
         .map_err(|_| ApiError::BodyTimeout(within))?
 }
 
+/// `X-Provider`: the vendor kinds that answered.
+const X_PROVIDER: HeaderName = HeaderName::from_static("x-provider");
+/// `X-Cache`: how the cache answered.
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// The answer of a list or detail request, cache hits included: header names
+/// and fixed values are constants, not strings parsed again for every answer.
 fn success(
     req: &HttpRequest,
     state: &AppState,
@@ -522,9 +529,9 @@ fn success(
     state.metrics.cache(status.metric_label());
     record(req, |f| f.cache = Some(status.as_str()));
     HttpResponse::Ok()
-        .content_type(JSON)
-        .insert_header(("X-Provider", listed.provider.as_str()))
-        .insert_header(("X-Cache", status.as_str()))
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(JSON)))
+        .insert_header((X_PROVIDER, listed.provider.as_str()))
+        .insert_header((X_CACHE, HeaderValue::from_static(status.as_str())))
         .body(listed.body.clone())
 }
 
