@@ -159,7 +159,7 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let gateway = &caller.rt.gateway;
     let bot = resolve_bot(req, caller, &params.bot)?;
-    let key = CacheKey::list(bot, gateway.backend_ids(bot)?, &params.query);
+    let key = CacheKey::list(gateway.bot_key(bot)?, &params.query);
     let request_id = request_id(req);
     let ctx = call_ctx(req, caller, upstream, &request_id);
     let fetch = || gateway.list(&ctx, bot, &params.query);
@@ -207,8 +207,7 @@ pub(crate) async fn get_conversation(
         check_conversation_id(&conversation_id)?;
         let gateway = &caller.rt.gateway;
         let bot = resolve_bot(&req, &caller, &params.bot)?;
-        let backends = gateway.backend_ids(bot)?;
-        let key = CacheKey::get(bot, backends, &conversation_id, params.include_raw);
+        let key = CacheKey::get(gateway.bot_key(bot)?, &conversation_id, params.include_raw);
         let request_id = request_id(&req);
         let ctx = call_ctx(&req, &caller, &upstream, &request_id);
         let fetch = || gateway.get(&ctx, bot, &conversation_id, params.include_raw);
