@@ -3,11 +3,13 @@
 //! reduced to the same named fields, then validated by one function, so the two
 //! dialects cannot drift apart.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use chatgate_providers::{DateRange, ListQuery, PageNumber, PageSize, Source};
 use chrono::NaiveDate;
 use serde_json::Value;
+use url::form_urlencoded;
 
 /// A request parameter that does not parse: what the API answers 400 with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,14 +52,16 @@ pub struct DetailParams {
     pub include_raw: bool,
 }
 
-/// Known fields with their raw text values.
+/// Known fields with their raw text values: borrowed from the query string
+/// when they hold no escapes (so a plain query is read without allocating),
+/// owned when decoded or taken from a JSON body.
 #[derive(Default)]
-struct Fields {
-    values: [Option<String>; FIELDS.len()],
+struct Fields<'a> {
+    values: [Option<Cow<'a, str>>; FIELDS.len()],
 }
 
-impl Fields {
-    fn set(&mut self, name: &str, value: String) -> Result<(), QueryError> {
+impl<'a> Fields<'a> {
+    fn set(&mut self, name: &str, value: Cow<'a, str>) -> Result<(), QueryError> {
         let Some(i) = FIELDS.iter().position(|f| *f == name) else {
             return Ok(());
         };
@@ -69,17 +73,16 @@ impl Fields {
         Ok(())
     }
 
-    fn take(&mut self, name: &str) -> Option<String> {
+    fn take(&mut self, name: &str) -> Option<Cow<'a, str>> {
         let i = FIELDS.iter().position(|f| *f == name)?;
         self.values[i].take()
     }
 
-    fn from_query(query: &str) -> Result<Self, QueryError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|_| {
-            QueryError::Invalid("the query string is not valid URL encoding".to_owned())
-        })?;
+    /// Every decoding is accepted: a malformed escape stays as written and
+    /// bytes that are not UTF-8 become U+FFFD, then the values are validated.
+    fn from_query(query: &'a str) -> Result<Self, QueryError> {
         let mut fields = Self::default();
-        for (k, v) in pairs {
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             fields.set_from_query(&k, v)?;
         }
         Ok(fields)
@@ -89,10 +92,11 @@ impl Fields {
     /// `filteredSources` may also be repeated, one item or more each time,
     /// which is how OpenAPI's default (`style: form, explode: true`) and so
     /// most generated clients send a list.
-    fn set_from_query(&mut self, name: &str, value: String) -> Result<(), QueryError> {
+    fn set_from_query(&mut self, name: &str, value: Cow<'a, str>) -> Result<(), QueryError> {
         if name == "filteredSources" {
             if let Some(i) = FIELDS.iter().position(|f| *f == name) {
                 if let Some(before) = &mut self.values[i] {
+                    let before = before.to_mut();
                     before.push(',');
                     before.push_str(&value);
                     return Ok(());
@@ -141,7 +145,7 @@ impl Fields {
                     )))
                 }
             };
-            fields.set(&k, text)?;
+            fields.set(&k, Cow::Owned(text))?;
         }
         Ok(fields)
     }
@@ -171,7 +175,7 @@ pub fn detail_from_query(query: &str) -> Result<DetailParams, QueryError> {
     })
 }
 
-fn build_list(mut f: Fields) -> Result<ListParams, QueryError> {
+fn build_list(mut f: Fields<'_>) -> Result<ListParams, QueryError> {
     let bot = bot(&mut f)?;
     let sources = f
         .take("filteredSources")
@@ -218,12 +222,12 @@ fn build_list(mut f: Fields) -> Result<ListParams, QueryError> {
 }
 
 /// `chatbotId`, or its alias `agentId` (Chatzuri's current name).
-fn bot(f: &mut Fields) -> Result<String, QueryError> {
+fn bot(f: &mut Fields<'_>) -> Result<String, QueryError> {
     match (f.take("chatbotId"), f.take("agentId")) {
         (Some(a), Some(b)) if a != b => Err(QueryError::Invalid(
             "`chatbotId` and `agentId` name different bots; send one".to_owned(),
         )),
-        (Some(id), _) | (None, Some(id)) if !id.trim().is_empty() => Ok(id),
+        (Some(id), _) | (None, Some(id)) if !id.trim().is_empty() => Ok(id.into_owned()),
         _ => Err(QueryError::Invalid(
             "`chatbotId` (or `agentId`) is required: the name of a configured bot".to_owned(),
         )),
@@ -294,7 +298,7 @@ fn integral(n: &serde_json::Number) -> String {
     }
 }
 
-fn include_raw(value: Option<String>) -> Result<bool, QueryError> {
+fn include_raw(value: Option<Cow<'_, str>>) -> Result<bool, QueryError> {
     match value.as_deref().map(str::trim) {
         None => Ok(false),
         Some("raw") => Ok(true),
@@ -574,6 +578,24 @@ mod tests {
         let p = list_from_query("chatbotId=support").unwrap();
         assert_eq!(p.bot, "support");
         assert_eq!(p.query, ListQuery::default());
+    }
+
+    #[test]
+    fn query_values_are_decoded_leniently_then_validated() {
+        let bot = |q| list_from_query(q).map(|p| p.bot);
+        assert_eq!(bot("chatbotId=a%2Bb+c").unwrap(), "a+b c");
+        assert_eq!(bot("chatbotId=a%zz%").unwrap(), "a%zz%");
+        assert_eq!(bot("chatbotId=a%FF").unwrap(), "a\u{FFFD}");
+        assert_eq!(bot("chat%62otId=x&size=%31%30").unwrap(), "x");
+        assert_eq!(
+            list_from_query("chatbotId=x&size=%31%30")
+                .unwrap()
+                .query
+                .size
+                .get(),
+            10
+        );
+        assert_eq!(err("chatbotId=a&chatbotId=a").1, "invalid_request");
     }
 
     #[test]

@@ -61,6 +61,30 @@ async fn a_repeat_is_a_hit_with_the_same_bytes_and_no_vendor_call() {
 }
 
 #[actix_rt::test]
+async fn a_reload_keeps_the_cached_answers_of_bots_it_leaves_unchanged() {
+    let h = Harness::start().await;
+    let q = format!("{LIST}?chatbotId=support&size=3");
+    let first = h.get(&q).await;
+    assert_eq!(x_cache(&first), "MISS");
+    let toml = common::unlimited(chatgate::demo::config_toml(
+        &h.emu,
+        "127.0.0.1:0".parse().unwrap(),
+    ));
+    h.gateway
+        .state
+        .apply(chatgate::config::from_toml_str(&toml).unwrap());
+    let again = h.get(&q).await;
+    assert_eq!(
+        x_cache(&again),
+        "HIT",
+        "the reloaded runtime builds equal keys"
+    );
+    assert_eq!(again.body, first.body);
+    assert_eq!(h.calls(Vendor::Chatbase), 1);
+    h.stop().await;
+}
+
+#[actix_rt::test]
 async fn equivalent_spellings_of_one_query_share_one_entry() {
     let h = Harness::start().await;
     let first = h

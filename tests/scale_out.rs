@@ -543,7 +543,7 @@ async fn a_lock_left_by_a_dead_holder_delays_the_fetch_but_never_blocks_it() {
         size: PageSize::new(6).unwrap(),
         ..ListQuery::default()
     };
-    let key = CacheKey::list(&bot, gateway.backend_ids(&bot).unwrap(), &query);
+    let key = CacheKey::list(gateway.bot_key(&bot).unwrap(), &query);
     // A holder that took the lock and died: nobody will release it.
     let settings = RedisSettings::new(&redis.url(), Some("scale-out:"), Some(1_000)).unwrap();
     let store = SharedStore::new(settings, Arc::new(NoMetrics), Clock::system()).unwrap();

@@ -89,13 +89,32 @@ impl Weigh for BackendId {
     }
 }
 
-/// What a cached answer is for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey {
+/// The part of a cache key that names a bot: built once per runtime (see
+/// [`Gateway::bot_key`](crate::gateway::Gateway::bot_key)) and shared by every
+/// key of the bot, so a lookup copies no names or URLs.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct BotKey {
     /// The bot's name (it is in the body as `chatbot_id`).
     bot: String,
     /// Where its history lives, in config order.
     backends: Vec<BackendId>,
+}
+
+impl BotKey {
+    /// The key part of `bot`, whose backends are `backends`.
+    pub fn new(bot: &BotConfig, backends: Vec<BackendId>) -> Arc<Self> {
+        Arc::new(Self {
+            bot: bot.name.clone(),
+            backends,
+        })
+    }
+}
+
+/// What a cached answer is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// The bot and its backends.
+    bot: Arc<BotKey>,
     /// The operation and its normalized parameters.
     op: CacheOp,
 }
@@ -109,35 +128,36 @@ enum CacheOp {
 
 impl CacheKey {
     /// The key of a list page.
-    pub fn list(bot: &BotConfig, backends: Vec<BackendId>, query: &ListQuery) -> Self {
-        Self::new(bot, backends, CacheOp::List(query.clone()))
+    pub fn list(bot: &Arc<BotKey>, query: &ListQuery) -> Self {
+        Self {
+            bot: bot.clone(),
+            op: CacheOp::List(query.clone()),
+        }
     }
 
     /// The key of one conversation.
-    pub fn get(bot: &BotConfig, backends: Vec<BackendId>, id: &str, include_raw: bool) -> Self {
+    pub fn get(bot: &Arc<BotKey>, id: &str, include_raw: bool) -> Self {
         let op = CacheOp::Get {
             id: id.to_owned(),
             include_raw,
         };
-        Self::new(bot, backends, op)
-    }
-
-    fn new(bot: &BotConfig, backends: Vec<BackendId>, op: CacheOp) -> Self {
         Self {
-            bot: bot.name.clone(),
-            backends,
+            bot: bot.clone(),
             op,
         }
     }
 }
 
 impl Weigh for CacheKey {
+    /// As if each key held its own copy of the bot's part: an entry's weight
+    /// does not depend on which other entries share it.
     fn weigh(&self) -> usize {
         let op = match &self.op {
             CacheOp::List(_) => std::mem::size_of::<ListQuery>(),
             CacheOp::Get { id, .. } => id.len(),
         };
-        self.bot.len() + self.backends.iter().map(Weigh::weigh).sum::<usize>() + op
+        let BotKey { bot, backends } = &*self.bot;
+        bot.len() + backends.iter().map(Weigh::weigh).sum::<usize>() + op
     }
 }
 
@@ -586,8 +606,8 @@ pub(crate) mod tests {
                 provider: "chatbase".to_owned(),
                 stale: false,
             };
-            let backends = vec![BackendId::new(&provider(), "c")];
-            let key = CacheKey::list(&bot(), backends, &query);
+            let bot_key = BotKey::new(&bot(), vec![BackendId::new(&provider(), "c")]);
+            let key = CacheKey::list(&bot_key, &query);
             let waits = Waits::new(ManualClock::new().into());
             let (_, status) = cache
                 .get_or_fetch(key, false, &waits, || async { Ok(listed) })

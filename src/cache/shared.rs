@@ -29,7 +29,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{CacheKey, CacheOp, CacheStatus, Lifetimes, Listed, Loaded, ResponseCache, Stored};
+use super::{
+    BotKey, CacheKey, CacheOp, CacheStatus, Lifetimes, Listed, Loaded, ResponseCache, Stored,
+};
 use crate::error::GatewayError;
 use crate::redis::cache::{CachedBody, LockToken, SecondLevel, Waited};
 use crate::redis::keys::EntryKeys;
@@ -304,9 +306,10 @@ impl CacheKey {
     /// [`LAYOUT_VERSION`](crate::redis::keys::LAYOUT_VERSION).
     pub fn canonical(&self) -> Vec<u8> {
         let mut out = Canonical::default();
-        out.text(&self.bot);
-        out.number(self.backends.len() as u64);
-        for backend in &self.backends {
+        let BotKey { bot, backends } = &*self.bot;
+        out.text(bot);
+        out.number(backends.len() as u64);
+        for backend in backends {
             out.text(&backend.provider);
             out.text(backend.kind.as_str());
             out.text(&backend.base_url);
@@ -359,7 +362,7 @@ impl Canonical {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::BackendId;
+    use crate::cache::{BackendId, BotKey};
     use crate::config::{BotConfig, ProviderConfig};
     use chatgate_providers::{DateRange, ListQuery, PageNumber, PageSize, ProviderKind, Source};
     use std::collections::BTreeSet;
@@ -386,7 +389,7 @@ mod tests {
 
     #[test]
     fn equal_keys_have_equal_bytes_and_every_field_counts() {
-        let key = CacheKey::list(&bot("b"), backends(), &query(1));
+        let key = CacheKey::list(&BotKey::new(&bot("b"), backends()), &query(1));
         assert_eq!(key.canonical(), key.clone().canonical());
         let mut filtered = query(1);
         filtered.sources = Some(BTreeSet::from([Source::Api]));
@@ -395,19 +398,21 @@ mod tests {
         let mut raw = query(1);
         raw.include_raw = true;
         let others = [
-            CacheKey::list(&bot("b2"), backends(), &query(1)),
-            CacheKey::list(&bot("b"), backends(), &query(2)),
-            CacheKey::list(&bot("b"), backends(), &filtered),
-            CacheKey::list(&bot("b"), backends(), &dated),
-            CacheKey::list(&bot("b"), backends(), &raw),
+            CacheKey::list(&BotKey::new(&bot("b2"), backends()), &query(1)),
+            CacheKey::list(&BotKey::new(&bot("b"), backends()), &query(2)),
+            CacheKey::list(&BotKey::new(&bot("b"), backends()), &filtered),
+            CacheKey::list(&BotKey::new(&bot("b"), backends()), &dated),
+            CacheKey::list(&BotKey::new(&bot("b"), backends()), &raw),
             CacheKey::list(
-                &bot("b"),
-                vec![BackendId::new(&provider("p", ProviderKind::Chatling), "c")],
+                &BotKey::new(
+                    &bot("b"),
+                    vec![BackendId::new(&provider("p", ProviderKind::Chatling), "c")],
+                ),
                 &query(1),
             ),
-            CacheKey::list(&bot("b"), vec![], &query(1)),
-            CacheKey::get(&bot("b"), backends(), "1", false),
-            CacheKey::get(&bot("b"), backends(), "1", true),
+            CacheKey::list(&BotKey::new(&bot("b"), vec![]), &query(1)),
+            CacheKey::get(&BotKey::new(&bot("b"), backends()), "1", false),
+            CacheKey::get(&BotKey::new(&bot("b"), backends()), "1", true),
         ];
         for other in &others {
             assert_ne!(key.canonical(), other.canonical(), "{other:?}");
@@ -416,14 +421,14 @@ mod tests {
 
     #[test]
     fn fields_cannot_run_into_each_other() {
-        let a = CacheKey::get(&bot("ab"), vec![], "c", false);
-        let b = CacheKey::get(&bot("a"), vec![], "bc", false);
+        let a = CacheKey::get(&BotKey::new(&bot("ab"), vec![]), "c", false);
+        let b = CacheKey::get(&BotKey::new(&bot("a"), vec![]), "bc", false);
         assert_ne!(a.canonical(), b.canonical());
     }
 
     #[test]
     fn the_canonical_bytes_never_hold_the_vendor_key() {
-        let key = CacheKey::list(&bot("b"), backends(), &query(1));
+        let key = CacheKey::list(&BotKey::new(&bot("b"), backends()), &query(1));
         let bytes = key.canonical();
         assert!(!bytes
             .windows(b"vendor-secret-key".len())

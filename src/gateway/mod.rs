@@ -39,7 +39,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::cache::shared::SharedCache;
-use crate::cache::{BackendId, CacheStatus, Listed, Stored};
+use crate::cache::{BackendId, BotKey, CacheStatus, Listed, Stored};
 use crate::circuit::CircuitBreaker;
 use crate::clock::Clock;
 use crate::config::{Backend, BotConfig, Config, ProviderConfig};
@@ -230,6 +230,8 @@ pub struct Gateway {
     /// The configuration.
     pub config: Arc<Config>,
     providers: BTreeMap<String, Arc<ProviderRuntime>>,
+    /// Each bot's part of its cache keys, by bot name.
+    bot_keys: BTreeMap<String, Arc<BotKey>>,
     metrics: Arc<Metrics>,
     chunks: Arc<ChunkCache>,
     /// What every time rule here (pause, deadline, breaker, retry) reads.
@@ -454,7 +456,7 @@ impl Gateway {
         clock: &Clock,
         store: Option<SharedStore>,
     ) -> Self {
-        let providers = config
+        let providers: BTreeMap<String, Arc<ProviderRuntime>> = config
             .providers
             .iter()
             .map(|(name, pc)| {
@@ -475,9 +477,25 @@ impl Gateway {
         let shared_cache = store
             .as_ref()
             .and_then(|store| SharedCache::new(store, config.server.request_timeout));
+        let bot_keys = config
+            .bots
+            .values()
+            .filter_map(|bot| {
+                let backends = bot
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        let provider = providers.get(&b.provider)?;
+                        Some(BackendId::new(&provider.config, &b.chatbot_id))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some((bot.name.clone(), BotKey::new(bot, backends)))
+            })
+            .collect();
         Self {
             config: Arc::new(config),
             providers,
+            bot_keys,
             metrics,
             chunks,
             clock: clock.clone(),
@@ -525,9 +543,13 @@ impl Gateway {
         ))
     }
 
-    /// The cache identities of a bot's backends, in config order.
-    pub fn backend_ids(&self, bot: &BotConfig) -> Result<Vec<BackendId>, GatewayError> {
-        bot.backends.iter().map(|b| self.backend_id(b)).collect()
+    /// The part of `bot`'s cache keys naming it and its backends, built once
+    /// per runtime. Validation guarantees every bot has one.
+    pub fn bot_key(&self, bot: &BotConfig) -> Result<&Arc<BotKey>, GatewayError> {
+        self.bot_keys.get(&bot.name).ok_or_else(|| {
+            tracing::error!(bot = %bot.name, "a bot names a provider the runtime lacks");
+            GatewayError::Internal
+        })
     }
 
     /// `X-Provider`: the kinds of the bot's backends, comma-separated, in config

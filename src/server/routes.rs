@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -159,7 +159,7 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let gateway = &caller.rt.gateway;
     let bot = resolve_bot(req, caller, &params.bot)?;
-    let key = CacheKey::list(bot, gateway.backend_ids(bot)?, &params.query);
+    let key = CacheKey::list(gateway.bot_key(bot)?, &params.query);
     let request_id = request_id(req);
     let ctx = call_ctx(req, caller, upstream, &request_id);
     let fetch = || gateway.list(&ctx, bot, &params.query);
@@ -207,8 +207,7 @@ pub(crate) async fn get_conversation(
         check_conversation_id(&conversation_id)?;
         let gateway = &caller.rt.gateway;
         let bot = resolve_bot(&req, &caller, &params.bot)?;
-        let backends = gateway.backend_ids(bot)?;
-        let key = CacheKey::get(bot, backends, &conversation_id, params.include_raw);
+        let key = CacheKey::get(gateway.bot_key(bot)?, &conversation_id, params.include_raw);
         let request_id = request_id(&req);
         let ctx = call_ctx(&req, &caller, &upstream, &request_id);
         let fetch = || gateway.get(&ctx, bot, &conversation_id, params.include_raw);
@@ -514,6 +513,13 @@ async fn read_body(
         .map_err(|_| ApiError::BodyTimeout(within))?
 }
 
+/// `X-Provider`: the vendor kinds that answered.
+const X_PROVIDER: HeaderName = HeaderName::from_static("x-provider");
+/// `X-Cache`: how the cache answered.
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// The answer of a list or detail request, cache hits included: header names
+/// and fixed values are constants, not strings parsed again for every answer.
 fn success(
     req: &HttpRequest,
     state: &AppState,
@@ -522,9 +528,9 @@ fn success(
     state.metrics.cache(status.metric_label());
     record(req, |f| f.cache = Some(status.as_str()));
     HttpResponse::Ok()
-        .content_type(JSON)
-        .insert_header(("X-Provider", listed.provider.as_str()))
-        .insert_header(("X-Cache", status.as_str()))
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(JSON)))
+        .insert_header((X_PROVIDER, listed.provider.as_str()))
+        .insert_header((X_CACHE, HeaderValue::from_static(status.as_str())))
         .body(listed.body.clone())
 }
 
