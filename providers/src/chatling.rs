@@ -25,6 +25,7 @@ use crate::sanitize;
 use crate::sources::Source;
 use crate::wire::{
     self, error_from_status, invalid_json, lenient_opt_string, lenient_string, parse_time,
+    read_twice, Reading, Text, VendorString,
 };
 use crate::{
     Adapter, GetOperation, ListOperation, ListResult, Operation, Paging, Step, VendorInfo,
@@ -146,15 +147,15 @@ struct ListData<'a> {
     conversations: Vec<&'a RawValue>,
 }
 
-/// A list page read in one pass, every conversation typed. Without
-/// `include=raw` this is tried first: reading each conversation as text and
-/// then again typed costs about twice the parsing, and a page usually lies
-/// inside the window. A page that does not read so (a conversation the window
-/// would skip may be malformed) is read as [`ListData`], which decides.
+/// A list page read in one pass, every conversation typed (and read fast).
+/// Without `include=raw` this is tried first: reading each conversation as
+/// text and then again typed costs about twice the parsing, and a page usually
+/// lies inside the window. A page that does not read so (a conversation the
+/// window would skip may be malformed) is read as [`ListData`], which decides.
 #[derive(Deserialize)]
 struct TypedListData {
     pages: Pages,
-    conversations: Vec<WireConversation>,
+    conversations: Vec<WireConversation<Text>>,
 }
 
 /// A conversation of a list page, as the page was read.
@@ -162,30 +163,33 @@ enum Item<'a> {
     /// The vendor's text, parsed only if the window needs it.
     Raw(&'a RawValue),
     /// Already parsed (the page read in one pass).
-    Typed(WireConversation),
+    Typed(WireConversation<Text>),
 }
 
+/// A page of one conversation's messages, their texts read as `T`
+/// ([`wire::read_twice`]).
 #[derive(Deserialize)]
-struct MessagesData {
+struct MessagesData<T> {
     pages: Pages,
-    messages: Vec<WireMessage>,
+    messages: Vec<WireMessage<T>>,
 }
 
+/// A conversation, its message texts read as `T` ([`wire::read_twice`]).
 #[derive(Deserialize)]
-struct WireConversation {
+struct WireConversation<T> {
     #[serde(deserialize_with = "lenient_string")]
     id: String,
     #[serde(default, deserialize_with = "lenient_opt_string")]
     contact_id: Option<String>,
     created_at: String,
-    #[serde(default)]
-    messages: Option<Vec<WireMessage>>,
+    #[serde(default = "Option::default")]
+    messages: Option<Vec<WireMessage<T>>>,
 }
 
 #[derive(Deserialize)]
-struct WireMessage {
-    #[serde(default)]
-    text: Option<String>,
+struct WireMessage<T> {
+    #[serde(default = "Option::default")]
+    text: Option<T>,
     role: String,
     #[serde(default)]
     created_at: Option<String>,
@@ -342,10 +346,12 @@ impl ListOp {
         match item {
             Item::Typed(wire) => normalize_conversation(wire, &self.bot, None, status),
             Item::Raw(raw) => {
-                let wire: WireConversation =
-                    serde_json::from_str(raw.get()).map_err(|e| invalid_json(status, &e))?;
+                let wire = read_conversation(raw, status)?;
                 let raw = self.query.include_raw.then(|| raw.to_owned());
-                normalize_conversation(wire, &self.bot, raw, status)
+                match wire {
+                    Reading::Fast(wire) => normalize_conversation(wire, &self.bot, raw, status),
+                    Reading::Exact(wire) => normalize_conversation(wire, &self.bot, raw, status),
+                }
             }
         }
     }
@@ -579,20 +585,25 @@ impl Operation<Conversation> for GetOp {
         let status = response.status;
         let Some(conversation) = self.conversation.as_mut() else {
             let raw: &RawValue = open(&response)?;
-            let wire: WireConversation =
-                serde_json::from_str(raw.get()).map_err(|e| invalid_json(status, &e))?;
+            let wire = read_conversation(raw, status)?;
             let raw = self.include_raw.then(|| raw.to_owned());
-            self.conversation = Some(normalize_conversation(wire, &self.bot, raw, status)?);
+            self.conversation = Some(match wire {
+                Reading::Fast(wire) => normalize_conversation(wire, &self.bot, raw, status)?,
+                Reading::Exact(wire) => normalize_conversation(wire, &self.bot, raw, status)?,
+            });
             return self.messages_page(1);
         };
-        let data: MessagesData = open(&response)?;
-        let per_page = check_pages(
-            &data.pages,
-            self.pager.requested,
-            data.messages.len(),
-            status,
-        )?;
-        let offset = u64::from(data.pages.current_page - 1) * u64::from(per_page.get());
+        // Read fast, or as it always was when that fails (`wire::read_twice`).
+        let data = match open::<MessagesData<Text>>(&response) {
+            Ok(data) => Reading::Fast(data),
+            Err(_) => Reading::Exact(open::<MessagesData<String>>(&response)?),
+        };
+        let (pages, count) = match &data {
+            Reading::Fast(d) => (d.pages, d.messages.len()),
+            Reading::Exact(d) => (d.pages, d.messages.len()),
+        };
+        let per_page = check_pages(&pages, self.pager.requested, count, status)?;
+        let offset = u64::from(pages.current_page - 1) * u64::from(per_page.get());
         if offset != self.messages.len() as u64 {
             if self.replanned {
                 return Err(ProviderError::InvalidBody {
@@ -606,11 +617,12 @@ impl Operation<Conversation> for GetOp {
             self.messages.clear();
             return self.messages_page(1);
         }
-        for m in data.messages {
-            self.messages.push(normalize_message(m, status)?);
-        }
-        if data.pages.current_page < data.pages.last_page {
-            return self.messages_page(data.pages.current_page + 1);
+        self.messages.extend(match data {
+            Reading::Fast(d) => normalize_messages(d.messages, status)?,
+            Reading::Exact(d) => normalize_messages(d.messages, status)?,
+        });
+        if pages.current_page < pages.last_page {
+            return self.messages_page(pages.current_page + 1);
         }
         let mut messages = std::mem::take(&mut self.messages);
         sort_chronologically(&mut messages);
@@ -624,18 +636,21 @@ impl Operation<Conversation> for GetOp {
     }
 }
 
-fn normalize_conversation(
-    wire: WireConversation,
+/// Reads one conversation's text fast, or as it always was when that fails.
+fn read_conversation(
+    raw: &RawValue,
+    status: u16,
+) -> Result<Reading<WireConversation<Text>, WireConversation<String>>, ProviderError> {
+    read_twice(raw.get()).map_err(|e| invalid_json(status, &e))
+}
+
+fn normalize_conversation<T: VendorString>(
+    wire: WireConversation<T>,
     bot: &str,
     raw: Option<Box<RawValue>>,
     status: u16,
 ) -> Result<Conversation, ProviderError> {
-    let mut messages = wire
-        .messages
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| normalize_message(m, status))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut messages = normalize_messages(wire.messages.unwrap_or_default(), status)?;
     // Chatling lists messages newest first (doc example); callers get them oldest
     // first. Reversing keeps equal timestamps in their true order.
     messages.reverse();
@@ -666,7 +681,20 @@ fn newest(messages: &[Message]) -> Option<DateTime<Utc>> {
     messages.iter().filter_map(|m| m.created_at).max()
 }
 
-fn normalize_message(m: WireMessage, status: u16) -> Result<Message, ProviderError> {
+fn normalize_messages<T: VendorString>(
+    messages: Vec<WireMessage<T>>,
+    status: u16,
+) -> Result<Vec<Message>, ProviderError> {
+    messages
+        .into_iter()
+        .map(|m| normalize_message(m, status))
+        .collect()
+}
+
+fn normalize_message<T: VendorString>(
+    m: WireMessage<T>,
+    status: u16,
+) -> Result<Message, ProviderError> {
     let (role, vendor_role) = match m.role.as_str() {
         "user" => (Role::User, None),
         "bot" | "assistant" => (Role::Assistant, None),
@@ -697,7 +725,7 @@ fn normalize_message(m: WireMessage, status: u16) -> Result<Message, ProviderErr
     Ok(Message {
         role,
         vendor_role,
-        content: m.text.unwrap_or_default(),
+        content: m.text.map(VendorString::into_text).unwrap_or_default(),
         created_at: m
             .created_at
             .as_deref()

@@ -30,6 +30,7 @@ pub mod model;
 pub mod request;
 pub mod sanitize;
 pub mod sources;
+pub mod text;
 pub mod wire;
 
 use std::num::NonZeroU32;
@@ -41,6 +42,7 @@ pub use model::{
 };
 pub use request::{Method, UpstreamRequest, UpstreamResponse};
 pub use sources::Source;
+pub use text::JsonText;
 
 /// What an operation wants next.
 #[derive(Debug)]

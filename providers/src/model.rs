@@ -13,6 +13,7 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::sources::Source;
+use crate::text::JsonText;
 
 /// The vendors chatgate speaks to. Serialized as the lowercase name callers see in
 /// `provider` and `X-Provider`.
@@ -111,8 +112,10 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub vendor_role: Option<String>,
-    /// The message text.
-    pub content: String,
+    /// The message text, held as the JSON the vendor sent when that is already
+    /// how the answer writes it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub content: JsonText,
     /// When the message was sent; `null` for vendors that do not say (Chatbase).
     #[serde(serialize_with = "ser_opt_time")]
     #[cfg_attr(

@@ -8,9 +8,11 @@ use chrono::{DateTime, Datelike, Utc};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::error::ProviderError;
 use crate::sanitize;
+use crate::text::JsonText;
 
 /// Everything but RFC 3986 unreserved characters is encoded in a path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -54,6 +56,98 @@ pub fn lenient_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Stri
     #[derive(Deserialize)]
     struct Wrap(#[serde(deserialize_with = "lenient_string")] String);
     Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+}
+
+/// A vendor string as the fast reading of a body takes it: a [`JsonText`] that
+/// keeps the vendor's bytes when they are already the answer's. Anything
+/// serde_json would not read into a `String` (another kind of value, an escaped
+/// lone surrogate) fails to read here, so the caller reads the body again the
+/// way it always did ([`read_twice`]) and answers with what that gives, its
+/// errors word for word.
+pub(crate) struct Text(JsonText);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let json = <&'de RawValue>::deserialize(d)?;
+        JsonText::from_json(json)
+            .map(Text)
+            .ok_or_else(|| de::Error::custom("not a string as a `String` reads one"))
+    }
+}
+
+/// A vendor string held by a wire type: [`Text`] on the fast reading,
+/// `String` on the exact one.
+pub(crate) trait VendorString {
+    /// The string as the model holds text.
+    fn into_text(self) -> JsonText;
+}
+
+impl VendorString for Text {
+    fn into_text(self) -> JsonText {
+        self.0
+    }
+}
+
+impl VendorString for String {
+    fn into_text(self) -> JsonText {
+        JsonText::new(&self)
+    }
+}
+
+/// A vendor value that is text when it is a string: [`Text`] on the fast
+/// reading (which reads only strings), any JSON value on the exact one.
+pub(crate) trait VendorValue {
+    /// The text, or `None` when the value is not a string.
+    fn into_text(self) -> Option<JsonText>;
+}
+
+impl VendorValue for Text {
+    fn into_text(self) -> Option<JsonText> {
+        Some(self.0)
+    }
+}
+
+impl VendorValue for serde_json::Value {
+    fn into_text(self) -> Option<JsonText> {
+        match self {
+            serde_json::Value::String(s) => Some(JsonText::new(&s)),
+            _ => None,
+        }
+    }
+}
+
+/// A vendor body read by [`read_twice`]: as `F`, whose strings are [`Text`],
+/// or, when that failed, as `E`, the same shape read as it always was.
+pub(crate) enum Reading<F, E> {
+    /// Read fast.
+    Fast(F),
+    /// Read exactly as before this crate kept vendor text escaped.
+    Exact(E),
+}
+
+/// Reads `json` as `F` and, only if that fails, as `E`: the same wire shape
+/// with `String`s (or `Value`s) where `F` has [`Text`]. Whatever `F` reads, `E`
+/// reads too, to the same texts, so a body that reads fast is normalized
+/// exactly as before; and a body `F` cannot read gets what `E` gives, which is
+/// what it always got: a value, or serde_json's error at the same place in
+/// the same words. Only a body that fails pays for two readings.
+pub(crate) fn read_twice<'a, F: Deserialize<'a>, E: Deserialize<'a>>(
+    json: &'a str,
+) -> serde_json::Result<Reading<F, E>> {
+    match serde_json::from_str(json) {
+        Ok(fast) => Ok(Reading::Fast(fast)),
+        Err(_) => serde_json::from_str(json).map(Reading::Exact),
+    }
+}
+
+/// [`read_twice`] for a whole vendor body, read as [`from_body`] reads it.
+pub(crate) fn read_body_twice<'a, F: Deserialize<'a>, E: Deserialize<'a>>(
+    body: &'a [u8],
+) -> serde_json::Result<Reading<F, E>> {
+    match from_body(body) {
+        Ok(fast) => Ok(Reading::Fast(fast)),
+        Err(_) => from_body(body).map(Reading::Exact),
+    }
 }
 
 /// Parses an RFC 3339 timestamp with `Z` or any offset, with or without
