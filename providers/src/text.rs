@@ -302,3 +302,212 @@ fn unescape(escaped: &str) -> String {
     text.push_str(rest);
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What a `String` field held: serde_json's reading of `json`.
+    fn serde_reading(json: &str) -> Option<String> {
+        serde_json::from_str::<String>(json).ok()
+    }
+
+    /// What `JsonText` reads from `json` (a JSON value's text).
+    fn reading(json: &str) -> Option<JsonText> {
+        let raw: &RawValue = serde_json::from_str(json).ok()?;
+        JsonText::from_json(raw)
+    }
+
+    /// serde_json's escaped form of `text`, without the quotes.
+    fn serde_escaped(text: &str) -> String {
+        let json = serde_json::to_string(text).unwrap();
+        json[1..json.len() - 1].to_owned()
+    }
+
+    #[test]
+    fn canonical_strings_are_kept_as_they_are_and_others_are_not() {
+        for (contents, canonical) in [
+            ("", true),
+            ("plain text, é € 😊 / \u{7f} \u{2028}", true),
+            (r#"\" \\ \b \f \n \r \t"#, true),
+            (r"\u0000 \u0001 \u000b \u000e \u001f \u001a", true),
+            (r"\/", false),
+            (r"\u00e9", false),
+            (r"\u001A", false),
+            (r"\u0008", false),
+            (r"\u0009", false),
+            (r"\u000a", false),
+            (r"\u000c", false),
+            (r"\u000d", false),
+            (r"\u0020", false),
+            (r"\u0041", false),
+            (r"\u007f", false),
+            (r"\u0022", false),
+            (r"\u005c", false),
+            (r"\uD83D\uDE00", false),
+            (r"\ud800", false),
+        ] {
+            assert_eq!(is_canonical(contents), canonical, "{contents}");
+        }
+    }
+
+    #[test]
+    fn what_serde_json_refuses_as_a_string_is_refused() {
+        for json in [
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""a\ud800\u0041""#,
+            r#""\ud83dx""#,
+            "1",
+            "null",
+            "true",
+            "[\"a\"]",
+            "{\"a\":\"b\"}",
+        ] {
+            assert!(serde_reading(json).is_none(), "{json}");
+            assert!(reading(json).is_none(), "{json}");
+        }
+    }
+
+    #[test]
+    fn every_character_below_0x80_survives_every_spelling() {
+        for byte in 0u8..0x80 {
+            let c = char::from(byte);
+            let text = format!("a{c}b");
+            let mut spellings = vec![
+                format!("\"a\\u{:04x}b\"", byte),
+                format!("\"a\\u{:04X}b\"", byte),
+                serde_json::to_string(&text).unwrap(),
+            ];
+            if !matches!(c, '"' | '\\' | '\0'..='\u{1f}') {
+                spellings.push(format!("\"{text}\""));
+            }
+            for json in spellings {
+                let t = reading(&json).unwrap();
+                assert_eq!(t.escaped(), serde_escaped(&text), "{json}");
+                assert_eq!(t.as_str(), text, "{json}");
+            }
+        }
+    }
+
+    #[test]
+    fn joined_texts_are_the_texts_joined() {
+        let parts = [
+            JsonText::new("a\"b"),
+            JsonText::new(""),
+            JsonText::new("c\n"),
+        ];
+        let joined = JsonText::join(&parts, "\n\n");
+        assert_eq!(joined.as_str(), "a\"b\n\n\n\nc\n");
+        assert_eq!(joined, JsonText::new("a\"b\n\n\n\nc\n"));
+        assert_eq!(JsonText::join(&[], "\n\n"), JsonText::new(""));
+    }
+
+    #[test]
+    fn a_text_serializes_as_a_string_holding_it() {
+        let text = "**Hi** \"there\"\n\tC:\\path 😊 \u{7f}\u{1}";
+        assert_eq!(
+            serde_json::to_string(&JsonText::new(text)).unwrap(),
+            serde_json::to_string(text).unwrap()
+        );
+        assert_eq!(format!("{:?}", JsonText::new(text)), format!("{text:?}"));
+        assert_eq!(JsonText::new(text).to_string(), text);
+    }
+
+    /// A character spelled any way JSON allows, picked by `how`.
+    fn spelled(c: char, how: u8) -> String {
+        let unicode = |upper: bool| -> String {
+            let mut units = [0u16; 2];
+            c.encode_utf16(&mut units)
+                .iter()
+                .map(|u| {
+                    if upper {
+                        format!("\\u{u:04X}")
+                    } else {
+                        format!("\\u{u:04x}")
+                    }
+                })
+                .collect()
+        };
+        let short = match c {
+            '"' => Some("\\\""),
+            '\\' => Some("\\\\"),
+            '/' => Some("\\/"),
+            '\u{8}' => Some("\\b"),
+            '\u{c}' => Some("\\f"),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            '\t' => Some("\\t"),
+            _ => None,
+        };
+        match (how % 4, short) {
+            (0, _) if !matches!(c, '"' | '\\' | '\0'..='\u{1f}') => c.to_string(),
+            (1, Some(short)) => short.to_owned(),
+            (2, _) => unicode(false),
+            (3, _) => unicode(true),
+            _ => serde_escaped(&c.to_string()),
+        }
+    }
+
+    fn tricky_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[\"\\\\/\n\r\t\u{8}\u{c}\u{0}-\u{1f}\u{7f}a-z é€😊\u{2028}]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_new_text_is_escaped_as_serde_json_escapes_it(text in tricky_text()) {
+            let t = JsonText::new(&text);
+            prop_assert_eq!(t.escaped(), serde_escaped(&text));
+            prop_assert_eq!(t.as_str(), text.as_str());
+            prop_assert_eq!(t.is_empty(), text.is_empty());
+        }
+
+        #[test]
+        fn any_spelling_reads_as_serde_json_reads_it_and_writes_canonically(
+            text in tricky_text(),
+            hows in proptest::collection::vec(any::<u8>(), 64),
+        ) {
+            let json: String = std::iter::once("\"".to_owned())
+                .chain(text.chars().enumerate().map(|(i, c)| spelled(c, hows[i % hows.len()])))
+                .chain(std::iter::once("\"".to_owned()))
+                .collect();
+            let expected = serde_reading(&json).unwrap();
+            prop_assert_eq!(&expected, &text);
+            let t = reading(&json).unwrap();
+            prop_assert_eq!(t.escaped(), serde_escaped(&expected));
+            prop_assert_eq!(t.as_str(), expected.as_str());
+            // The canonical spelling is the one kept as it is.
+            prop_assert_eq!(
+                is_canonical(&json[1..json.len() - 1]),
+                json == serde_json::to_string(&expected).unwrap()
+            );
+            prop_assert_eq!(t, JsonText::new(&expected));
+        }
+
+        #[test]
+        fn escaped_strings_with_stray_surrogates_read_as_serde_json_reads_them(
+            prefix in "[a-z\n]{0,4}",
+            unit in 0xd800u16..0xe000,
+            after in prop_oneof![
+                Just(String::new()),
+                Just("x".to_owned()),
+                (0u16..=0xffff).prop_map(|u| format!("\\u{u:04x}")),
+            ],
+        ) {
+            let contents = format!("{prefix}\\u{unit:04x}{after}");
+            let json = format!("\"{}\"", contents.replace('\n', "\\n"));
+            let expected = serde_reading(&json);
+            let got = reading(&json);
+            prop_assert_eq!(got.is_some(), expected.is_some(), "{}", json);
+            if let (Some(got), Some(expected)) = (got, expected) {
+                prop_assert_eq!(got.as_str(), expected.as_str());
+                prop_assert_eq!(got.escaped(), serde_escaped(&expected));
+            }
+        }
+    }
+}
