@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Utc};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -113,6 +113,125 @@ impl VendorValue for serde_json::Value {
             serde_json::Value::String(s) => Some(JsonText::new(&s)),
             _ => None,
         }
+    }
+}
+
+/// A JSON value a fast reading looks into without building a
+/// `serde_json::Value`: it is read through `deserialize_any`, as a `Value`
+/// is, so it fails exactly where and how a `Value` would (numbers out of
+/// range, escaped lone surrogates, nesting too deep), and each kind of value
+/// is handed to the implementation, which keeps what it needs. What it does
+/// not look into is read as [`Checked`].
+pub(crate) trait Looked: Sized {
+    /// An object, entry by entry (keys matched with [`Key`]); by default
+    /// checked and taken as [`other`](Self::other).
+    fn object<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        check_object(map)?;
+        Ok(Self::other())
+    }
+
+    /// An array; by default checked and taken as [`other`](Self::other).
+    fn array<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Self::other())
+    }
+
+    /// A string; by default taken as [`other`](Self::other).
+    fn string(_: &str) -> Self {
+        Self::other()
+    }
+
+    /// Any other value (`null`, a boolean, a number), and the default for
+    /// every kind not handled otherwise.
+    fn other() -> Self;
+}
+
+/// Reads a [`Looked`] value: the one `deserialize_any` visitor for all of them.
+pub(crate) fn read_looked<'de, L: Looked, D: Deserializer<'de>>(d: D) -> Result<L, D::Error> {
+    struct V<L>(std::marker::PhantomData<L>);
+    impl<'de, L: Looked> Visitor<'de> for V<L> {
+        type Value = L;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<L, E> {
+            Ok(L::other())
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<L, E> {
+            Ok(L::other())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<L, E> {
+            Ok(L::other())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<L, E> {
+            Ok(L::other())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<L, E> {
+            Ok(L::other())
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<L, E> {
+            Ok(L::string(v))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<L, A::Error> {
+            L::array(seq)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<L, A::Error> {
+            L::object(map)
+        }
+    }
+    d.deserialize_any(V(std::marker::PhantomData))
+}
+
+/// Any JSON value, checked as [`Looked`] checks one, and dropped.
+pub(crate) struct Checked;
+
+impl Looked for Checked {
+    fn other() -> Self {
+        Checked
+    }
+}
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        read_looked(d)
+    }
+}
+
+/// Checks every entry of an object.
+pub(crate) fn check_object<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_key_seed(Key(&[]))?.is_some() {
+        map.next_value::<Checked>()?;
+    }
+    Ok(())
+}
+
+/// An object key, read as a `Value` reads one, matched against the names a
+/// [`Looked`] implementation wants: `Some(i)` for `self.0[i]`, `None` for
+/// another key. serde_json's private raw-value key, which a `Value` reads
+/// specially, fails the (fast) reading.
+pub(crate) struct Key(pub &'static [&'static str]);
+
+/// The key serde_json's `Value` takes for a raw value rather than an entry.
+const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        struct V(&'static [&'static str]);
+        impl Visitor<'_> for V {
+            type Value = Option<usize>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+                if v == RAW_VALUE_KEY {
+                    return Err(E::custom("serde_json's raw value key"));
+                }
+                Ok(self.0.iter().position(|name| *name == v))
+            }
+        }
+        d.deserialize_str(V(self.0))
     }
 }
 

@@ -141,6 +141,20 @@ const SUBJECTS: [Subject; 9] = [
     },
 ];
 
+/// Chatling's documented get, whose messages cite sources (read from `data`
+/// without a `Value`): spelled any way, it reads alike too.
+const CHATLING_SOURCES: Subject = Subject {
+    name: "chatling get with sources",
+    kind: ProviderKind::Chatling,
+    dialect: Dialect::Current,
+    vendor_id: "chatling-bot-42",
+    flow: Flow::Get {
+        id: "8977617953",
+        fixture: "chatling/retrieve_conversation.json",
+        messages: Some("chatling/messages_of_retrieve_example.json"),
+    },
+};
+
 /// The text every subject's fixtures hold exactly once, as a message's text:
 /// the place where a case puts its own string.
 const MARKED: &str = "\"Hello! How can I help?\"";
@@ -326,7 +340,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let texts = &texts;
-        for s in &SUBJECTS {
+        for s in SUBJECTS.iter().chain([&CHATLING_SOURCES]) {
             let rewrite = |canonical: bool| {
                 move |body: &[u8]| {
                     let mut value: Value = serde_json::from_slice(body).unwrap();
