@@ -15,13 +15,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ProviderError;
+use crate::fast::{read_body_twice, read_twice, Reading, Text, VendorString};
 use crate::model::{Conversation, ListQuery, Message, Page, ProviderKind, Role, Target};
 use crate::request::{UpstreamRequest, UpstreamResponse};
 use crate::sources::Source;
-use crate::wire::{
-    self, error_from_status, invalid_json, lenient_string, parse_time, read_body_twice, read_twice,
-    Reading, Text, VendorString,
-};
+use crate::wire::{self, error_from_status, invalid_json, lenient_string, parse_time};
 use crate::{
     Adapter, GetOperation, ListOperation, ListResult, Operation, Paging, Step, VendorInfo,
 };
@@ -133,7 +131,7 @@ impl V1Params {
 }
 
 /// A v1 conversation as documented (the OpenAPI schema plus the guide), its
-/// message texts read as `T` ([`wire::read_twice`]).
+/// message texts read as `T` ([`read_twice`]).
 #[derive(Debug, Deserialize)]
 struct WireConversation<T> {
     #[serde(deserialize_with = "lenient_string")]

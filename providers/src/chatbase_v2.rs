@@ -52,6 +52,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ProviderError;
+use crate::fast::{read_twice, Reading, Text, VendorValue};
 use crate::model::{
     Conversation, ListQuery, Message, Page, ProviderKind, RangePosition, Role, Target,
 };
@@ -59,10 +60,7 @@ use crate::request::{UpstreamRequest, UpstreamResponse};
 use crate::sanitize;
 use crate::sources::Source;
 use crate::text::JsonText;
-use crate::wire::{
-    self, invalid_json, lenient_opt_string, lenient_string, parse_retry_after, read_twice, Reading,
-    Text, VendorValue,
-};
+use crate::wire::{self, invalid_json, lenient_opt_string, lenient_string, parse_retry_after};
 use crate::{
     Adapter, GetOperation, ListOperation, ListResult, Operation, Paging, ResumePoint, Step,
     VendorInfo,
@@ -265,7 +263,7 @@ struct Pagination {
 }
 
 /// `ExportConversation`; `title` and `status` are read only through `raw`.
-/// Its parts' texts are read as `T` ([`wire::read_twice`]).
+/// Its parts' texts are read as `T` ([`read_twice`]).
 #[derive(Deserialize)]
 struct WireConversation<T> {
     #[serde(deserialize_with = "lenient_string")]

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ProviderError;
+use crate::fast::{read_looked, read_twice, Checked, Key, Looked, Reading, Text, VendorString};
 use crate::model::{
     Conversation, KbSource, ListQuery, Message, Page, ProviderKind, RangePosition, Role, Target,
 };
@@ -26,7 +27,6 @@ use crate::sanitize;
 use crate::sources::Source;
 use crate::wire::{
     self, error_from_status, invalid_json, lenient_opt_string, lenient_string, parse_time,
-    read_looked, read_twice, Checked, Key, Looked, Reading, Text, VendorString,
 };
 use crate::{
     Adapter, GetOperation, ListOperation, ListResult, Operation, Paging, Step, VendorInfo,
@@ -167,7 +167,7 @@ enum Item<'a> {
     Typed(WireConversation<Fast>),
 }
 
-/// How a body's messages are read ([`wire::read_twice`]): [`Fast`] first,
+/// How a body's messages are read ([`read_twice`]): [`Fast`] first,
 /// [`Exact`] when that fails.
 trait Mode {
     /// A message's `text`.
@@ -765,7 +765,7 @@ impl Operation<Conversation> for GetOp {
             });
             return self.messages_page(1);
         };
-        // Read fast, or as it always was when that fails (`wire::read_twice`).
+        // Read fast, or as it always was when that fails (as `read_twice` does).
         let data = match open::<MessagesData<Fast>>(&response) {
             Ok(data) => Reading::Fast(data),
             Err(_) => Reading::Exact(open::<MessagesData<Exact>>(&response)?),

@@ -25,6 +25,7 @@ pub mod chatbase_v2;
 pub mod chatling;
 pub mod chatzuri;
 pub mod error;
+mod fast;
 pub mod json;
 pub mod model;
 pub mod request;

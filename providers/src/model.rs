@@ -112,8 +112,8 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub vendor_role: Option<String>,
-    /// The message text, held as the JSON the vendor sent when that is already
-    /// how the answer writes it.
+    /// The message text.
+    // Held escaped (`JsonText`): the vendor's bytes pass through to the answer.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub content: JsonText,
     /// When the message was sent; `null` for vendors that do not say (Chatbase).
