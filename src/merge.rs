@@ -108,7 +108,7 @@ fn approx_size(c: &Conversation) -> usize {
         .messages
         .iter()
         .map(|m| {
-            96 + m.content.len()
+            96 + m.content.escaped().len()
                 + m.vendor_role.as_ref().map_or(0, String::len)
                 + m.sources
                     .iter()

@@ -11,11 +11,11 @@
 
 use std::num::NonZeroU32;
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ProviderError;
+use crate::fast::{read_body_twice, read_twice, Reading, Text, VendorString};
 use crate::model::{Conversation, ListQuery, Message, Page, ProviderKind, Role, Target};
 use crate::request::{UpstreamRequest, UpstreamResponse};
 use crate::sources::Source;
@@ -130,9 +130,10 @@ impl V1Params {
     }
 }
 
-/// A v1 conversation as documented (the OpenAPI schema plus the guide).
+/// A v1 conversation as documented (the OpenAPI schema plus the guide), its
+/// message texts read as `T` ([`read_twice`]).
 #[derive(Debug, Deserialize)]
-struct WireConversation {
+struct WireConversation<T> {
     #[serde(deserialize_with = "lenient_string")]
     id: String,
     created_at: String,
@@ -142,15 +143,20 @@ struct WireConversation {
     customer: Option<String>,
     #[serde(default)]
     source: Option<String>,
-    #[serde(default)]
-    messages: Option<Vec<WireMessage>>,
+    #[serde(default = "Option::default")]
+    messages: Option<Vec<WireMessage<T>>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct WireMessage {
+struct WireMessage<T> {
     role: String,
-    content: String,
+    content: T,
 }
+
+/// A conversation read fast: message texts kept as the vendor escaped them.
+type FastConversation = WireConversation<Text>;
+/// A conversation read as it always was, when the fast reading fails.
+type ExactConversation = WireConversation<String>;
 
 #[derive(Deserialize)]
 struct ListBody<T> {
@@ -182,30 +188,41 @@ impl V1List {
 
     fn parse(&self, response: &UpstreamResponse) -> Result<Vec<Conversation>, ProviderError> {
         let status = response.status;
-        let parsed: Vec<(WireConversation, Option<Box<RawValue>>)> = if self.query.include_raw {
-            parse_data::<Box<RawValue>>(response)?
+        let invalid = |e: serde_json::Error| invalid_json(status, &e);
+        if self.query.include_raw {
+            return parse_data::<Box<RawValue>>(response)?
                 .into_iter()
                 .map(|raw| {
-                    serde_json::from_str::<WireConversation>(raw.get())
-                        .map(|c| (c, Some(raw)))
-                        .map_err(|e| invalid_json(status, &e))
+                    match read_twice::<FastConversation, ExactConversation>(raw.get())
+                        .map_err(invalid)?
+                    {
+                        Reading::Fast(c) => self.normalize(c, Some(raw), status),
+                        Reading::Exact(c) => self.normalize(c, Some(raw), status),
+                    }
                 })
-                .collect::<Result<_, _>>()?
-        } else {
-            parse_data::<WireConversation>(response)?
+                .collect();
+        }
+        match read_body_twice::<ListBody<FastConversation>, ListBody<ExactConversation>>(
+            &response.body,
+        )
+        .map_err(invalid)?
+        {
+            Reading::Fast(body) => body
+                .data
                 .into_iter()
-                .map(|c| (c, None))
-                .collect()
-        };
-        parsed
-            .into_iter()
-            .map(|(c, raw)| self.normalize(c, raw, status))
-            .collect()
+                .map(|c| self.normalize(c, None, status))
+                .collect(),
+            Reading::Exact(body) => body
+                .data
+                .into_iter()
+                .map(|c| self.normalize(c, None, status))
+                .collect(),
+        }
     }
 
-    fn normalize(
+    fn normalize<T: VendorString>(
         &self,
-        c: WireConversation,
+        c: WireConversation<T>,
         raw: Option<Box<RawValue>>,
         status: u16,
     ) -> Result<Conversation, ProviderError> {
@@ -218,7 +235,7 @@ impl V1List {
                 Message {
                     role,
                     vendor_role,
-                    content: m.content,
+                    content: m.content.into_text(),
                     created_at: None,
                     sources: Vec::new(),
                 }
@@ -294,7 +311,9 @@ impl Operation<ListResult> for V1List {
     }
 }
 
-fn parse_data<T: DeserializeOwned>(response: &UpstreamResponse) -> Result<Vec<T>, ProviderError> {
+fn parse_data<'a, T: Deserialize<'a>>(
+    response: &'a UpstreamResponse,
+) -> Result<Vec<T>, ProviderError> {
     wire::from_body::<ListBody<T>>(&response.body)
         .map(|b| b.data)
         .map_err(|e| invalid_json(response.status, &e))

@@ -52,12 +52,14 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ProviderError;
+use crate::fast::{read_twice, Reading, Text, VendorValue};
 use crate::model::{
     Conversation, ListQuery, Message, Page, ProviderKind, RangePosition, Role, Target,
 };
 use crate::request::{UpstreamRequest, UpstreamResponse};
 use crate::sanitize;
 use crate::sources::Source;
+use crate::text::JsonText;
 use crate::wire::{self, invalid_json, lenient_opt_string, lenient_string, parse_retry_after};
 use crate::{
     Adapter, GetOperation, ListOperation, ListResult, Operation, Paging, ResumePoint, Step,
@@ -261,8 +263,9 @@ struct Pagination {
 }
 
 /// `ExportConversation`; `title` and `status` are read only through `raw`.
+/// Its parts' texts are read as `T` ([`read_twice`]).
 #[derive(Deserialize)]
-struct WireConversation {
+struct WireConversation<T> {
     #[serde(deserialize_with = "lenient_string")]
     id: String,
     #[serde(rename = "createdAt")]
@@ -274,27 +277,28 @@ struct WireConversation {
     #[serde(default)]
     source: Option<String>,
     /// Absent only with `include=summary`, which the gateway never asks for.
-    #[serde(default)]
-    messages: Option<Vec<WireMessage>>,
+    #[serde(default = "Option::default")]
+    messages: Option<Vec<WireMessage<T>>>,
 }
 
 /// `ExportMessage`; `id`, `feedback` and `metadata` are read only through `raw`.
 #[derive(Deserialize)]
-struct WireMessage {
+struct WireMessage<T> {
     role: String,
-    parts: Vec<WirePart>,
+    parts: Vec<WirePart<T>>,
     #[serde(rename = "createdAt", default)]
     created_at: Option<serde_json::Number>,
 }
 
 /// One of a message's `parts`: `text`, `tool-call`, `tool-result`, or a type to
-/// come. Only a text part's `text` is read.
+/// come. Only a text part's `text` is read: as [`Text`] fast, any JSON value
+/// exactly (a part of another type may hold anything there).
 #[derive(Deserialize)]
-struct WirePart {
+struct WirePart<T> {
     #[serde(rename = "type")]
     kind: String,
-    #[serde(default)]
-    text: Option<serde_json::Value>,
+    #[serde(default = "Option::default")]
+    text: Option<T>,
 }
 
 /// The documented error envelope.
@@ -473,8 +477,21 @@ fn normalize(
     include_raw: bool,
     status: u16,
 ) -> Result<Conversation, ProviderError> {
-    let wire: WireConversation =
-        serde_json::from_str(raw.get()).map_err(|e| invalid_json(status, &e))?;
+    match read_twice::<WireConversation<Text>, WireConversation<serde_json::Value>>(raw.get())
+        .map_err(|e| invalid_json(status, &e))?
+    {
+        Reading::Fast(wire) => normalize_read(wire, raw, bot, include_raw, status),
+        Reading::Exact(wire) => normalize_read(wire, raw, bot, include_raw, status),
+    }
+}
+
+fn normalize_read<T: VendorValue>(
+    wire: WireConversation<T>,
+    raw: &RawValue,
+    bot: &str,
+    include_raw: bool,
+    status: u16,
+) -> Result<Conversation, ProviderError> {
     let mut messages = wire
         .messages
         .unwrap_or_default()
@@ -504,7 +521,10 @@ fn normalize(
     })
 }
 
-fn normalize_message(m: WireMessage, status: u16) -> Result<Message, ProviderError> {
+fn normalize_message<T: VendorValue>(
+    m: WireMessage<T>,
+    status: u16,
+) -> Result<Message, ProviderError> {
     // Documented: `user`, `assistant`. Anything else is a bot-side speaker whose
     // original role is kept, as for every vendor.
     let (role, vendor_role) = match m.role.as_str() {
@@ -514,13 +534,13 @@ fn normalize_message(m: WireMessage, status: u16) -> Result<Message, ProviderErr
         other => (Role::Assistant, Some(wire::shorten(other, 64))),
     };
     let mut texts = Vec::new();
-    for part in &m.parts {
+    for part in m.parts {
         if part.kind != "text" {
             continue;
         }
-        match &part.text {
-            Some(serde_json::Value::String(text)) => texts.push(text.as_str()),
-            _ => {
+        match part.text.and_then(VendorValue::into_text) {
+            Some(text) => texts.push(text),
+            None => {
                 return Err(ProviderError::InvalidBody {
                     status,
                     reason: "a `text` part without a string `text`".to_owned(),
@@ -531,7 +551,7 @@ fn normalize_message(m: WireMessage, status: u16) -> Result<Message, ProviderErr
     Ok(Message {
         role,
         vendor_role,
-        content: texts.join(PART_SEPARATOR),
+        content: JsonText::join(&texts, PART_SEPARATOR),
         created_at: m
             .created_at
             .as_ref()

@@ -13,10 +13,12 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
+use serde::de::{DeserializeOwned, Deserializer, MapAccess, SeqAccess};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ProviderError;
+use crate::fast::{read_looked, read_twice, Checked, Key, Looked, Reading, Text, VendorString};
 use crate::model::{
     Conversation, KbSource, ListQuery, Message, Page, ProviderKind, RangePosition, Role, Target,
 };
@@ -146,15 +148,15 @@ struct ListData<'a> {
     conversations: Vec<&'a RawValue>,
 }
 
-/// A list page read in one pass, every conversation typed. Without
-/// `include=raw` this is tried first: reading each conversation as text and
-/// then again typed costs about twice the parsing, and a page usually lies
-/// inside the window. A page that does not read so (a conversation the window
-/// would skip may be malformed) is read as [`ListData`], which decides.
+/// A list page read in one pass, every conversation typed (and read fast).
+/// Without `include=raw` this is tried first: reading each conversation as
+/// text and then again typed costs about twice the parsing, and a page usually
+/// lies inside the window. A page that does not read so (a conversation the
+/// window would skip may be malformed) is read as [`ListData`], which decides.
 #[derive(Deserialize)]
 struct TypedListData {
     pages: Pages,
-    conversations: Vec<WireConversation>,
+    conversations: Vec<WireConversation<Fast>>,
 }
 
 /// A conversation of a list page, as the page was read.
@@ -162,37 +164,211 @@ enum Item<'a> {
     /// The vendor's text, parsed only if the window needs it.
     Raw(&'a RawValue),
     /// Already parsed (the page read in one pass).
-    Typed(WireConversation),
+    Typed(WireConversation<Fast>),
 }
 
+/// How a body's messages are read ([`read_twice`]): [`Fast`] first,
+/// [`Exact`] when that fails.
+trait Mode {
+    /// A message's `text`.
+    type Text: VendorString + DeserializeOwned;
+    /// A message's `data`.
+    type Data: MessageData + DeserializeOwned;
+}
+
+/// Texts kept as the vendor escaped them, `data` looked into for `sources`
+/// without building a `Value`.
+struct Fast;
+
+impl Mode for Fast {
+    type Text = Text;
+    type Data = FastData;
+}
+
+/// Every message read as it always was: `String` texts, `Value` data.
+struct Exact;
+
+impl Mode for Exact {
+    type Text = String;
+    type Data = serde_json::Value;
+}
+
+/// A page of one conversation's messages.
 #[derive(Deserialize)]
-struct MessagesData {
+#[serde(bound = "")]
+struct MessagesData<M: Mode> {
     pages: Pages,
-    messages: Vec<WireMessage>,
+    messages: Vec<WireMessage<M>>,
 }
 
 #[derive(Deserialize)]
-struct WireConversation {
+#[serde(bound = "")]
+struct WireConversation<M: Mode> {
     #[serde(deserialize_with = "lenient_string")]
     id: String,
     #[serde(default, deserialize_with = "lenient_opt_string")]
     contact_id: Option<String>,
     created_at: String,
-    #[serde(default)]
-    messages: Option<Vec<WireMessage>>,
+    #[serde(default = "Option::default")]
+    messages: Option<Vec<WireMessage<M>>>,
 }
 
 #[derive(Deserialize)]
-struct WireMessage {
-    #[serde(default)]
-    text: Option<String>,
+#[serde(bound = "")]
+struct WireMessage<M: Mode> {
+    #[serde(default = "Option::default")]
+    text: Option<M::Text>,
     role: String,
     #[serde(default)]
     created_at: Option<String>,
     /// "Varies depending on the message type" (Chatling docs): only `sources` is
     /// read, anything else is tolerated.
-    #[serde(default)]
-    data: Option<serde_json::Value>,
+    #[serde(default = "Option::default")]
+    data: Option<M::Data>,
+}
+
+/// A message's `data`, as far as the gateway reads it.
+trait MessageData {
+    /// The knowledge-base sources: each object of the array under `sources`
+    /// (the last such key), with its string `type`, `title` and `url`.
+    fn into_sources(self) -> Vec<KbSource>;
+}
+
+impl MessageData for serde_json::Value {
+    fn into_sources(self) -> Vec<KbSource> {
+        self.get("sources")
+            .and_then(|s| s.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|s| s.as_object())
+                    .map(|s| {
+                        let field = |k: &str| s.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+                        KbSource {
+                            kind: field("type"),
+                            title: field("title"),
+                            url: field("url"),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// `data` read fast: the sources a `Value` would give, and everything else
+/// checked as a `Value` would check it ([`Looked`]) and dropped.
+struct FastData(Vec<KbSource>);
+
+impl MessageData for FastData {
+    fn into_sources(self) -> Vec<KbSource> {
+        self.0
+    }
+}
+
+impl Looked for FastData {
+    fn object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut sources = Vec::new();
+        while let Some(key) = map.next_key_seed(Key(&["sources"]))? {
+            match key {
+                // A later `sources` replaces an earlier one, as in a `Value`.
+                Some(_) => sources = map.next_value::<FastSources>()?.0,
+                None => {
+                    map.next_value::<Checked>()?;
+                }
+            }
+        }
+        Ok(Self(sources))
+    }
+
+    fn other() -> Self {
+        Self(Vec::new())
+    }
+}
+
+/// `data.sources`: the objects of an array (anything else gives none).
+struct FastSources(Vec<KbSource>);
+
+impl Looked for FastSources {
+    fn array<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut sources = Vec::new();
+        while let Some(item) = seq.next_element::<FastSource>()? {
+            sources.extend(item.0);
+        }
+        Ok(Self(sources))
+    }
+
+    fn other() -> Self {
+        Self(Vec::new())
+    }
+}
+
+/// One item of `data.sources`: a source when it is an object.
+struct FastSource(Option<KbSource>);
+
+impl Looked for FastSource {
+    fn object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut source = KbSource {
+            kind: None,
+            title: None,
+            url: None,
+        };
+        while let Some(key) = map.next_key_seed(Key(&["type", "title", "url"]))? {
+            let field = match key {
+                Some(0) => &mut source.kind,
+                Some(1) => &mut source.title,
+                Some(_) => &mut source.url,
+                None => {
+                    map.next_value::<Checked>()?;
+                    continue;
+                }
+            };
+            // A later key replaces an earlier one, as in a `Value`.
+            *field = map.next_value::<FastString>()?.0;
+        }
+        Ok(Self(Some(source)))
+    }
+
+    fn other() -> Self {
+        Self(None)
+    }
+}
+
+/// A source's field: its text when it is a string.
+struct FastString(Option<String>);
+
+impl Looked for FastString {
+    fn string(s: &str) -> Self {
+        Self(Some(s.to_owned()))
+    }
+
+    fn other() -> Self {
+        Self(None)
+    }
+}
+
+impl<'de> Deserialize<'de> for FastData {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        read_looked(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for FastSources {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        read_looked(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for FastSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        read_looked(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for FastString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        read_looked(d)
+    }
 }
 
 /// Unwraps a successful envelope, mapping error statuses and error envelopes.
@@ -342,10 +518,12 @@ impl ListOp {
         match item {
             Item::Typed(wire) => normalize_conversation(wire, &self.bot, None, status),
             Item::Raw(raw) => {
-                let wire: WireConversation =
-                    serde_json::from_str(raw.get()).map_err(|e| invalid_json(status, &e))?;
+                let wire = read_conversation(raw, status)?;
                 let raw = self.query.include_raw.then(|| raw.to_owned());
-                normalize_conversation(wire, &self.bot, raw, status)
+                match wire {
+                    Reading::Fast(wire) => normalize_conversation(wire, &self.bot, raw, status),
+                    Reading::Exact(wire) => normalize_conversation(wire, &self.bot, raw, status),
+                }
             }
         }
     }
@@ -579,20 +757,25 @@ impl Operation<Conversation> for GetOp {
         let status = response.status;
         let Some(conversation) = self.conversation.as_mut() else {
             let raw: &RawValue = open(&response)?;
-            let wire: WireConversation =
-                serde_json::from_str(raw.get()).map_err(|e| invalid_json(status, &e))?;
+            let wire = read_conversation(raw, status)?;
             let raw = self.include_raw.then(|| raw.to_owned());
-            self.conversation = Some(normalize_conversation(wire, &self.bot, raw, status)?);
+            self.conversation = Some(match wire {
+                Reading::Fast(wire) => normalize_conversation(wire, &self.bot, raw, status)?,
+                Reading::Exact(wire) => normalize_conversation(wire, &self.bot, raw, status)?,
+            });
             return self.messages_page(1);
         };
-        let data: MessagesData = open(&response)?;
-        let per_page = check_pages(
-            &data.pages,
-            self.pager.requested,
-            data.messages.len(),
-            status,
-        )?;
-        let offset = u64::from(data.pages.current_page - 1) * u64::from(per_page.get());
+        // Read fast, or as it always was when that fails (as `read_twice` does).
+        let data = match open::<MessagesData<Fast>>(&response) {
+            Ok(data) => Reading::Fast(data),
+            Err(_) => Reading::Exact(open::<MessagesData<Exact>>(&response)?),
+        };
+        let (pages, count) = match &data {
+            Reading::Fast(d) => (d.pages, d.messages.len()),
+            Reading::Exact(d) => (d.pages, d.messages.len()),
+        };
+        let per_page = check_pages(&pages, self.pager.requested, count, status)?;
+        let offset = u64::from(pages.current_page - 1) * u64::from(per_page.get());
         if offset != self.messages.len() as u64 {
             if self.replanned {
                 return Err(ProviderError::InvalidBody {
@@ -606,11 +789,12 @@ impl Operation<Conversation> for GetOp {
             self.messages.clear();
             return self.messages_page(1);
         }
-        for m in data.messages {
-            self.messages.push(normalize_message(m, status)?);
-        }
-        if data.pages.current_page < data.pages.last_page {
-            return self.messages_page(data.pages.current_page + 1);
+        self.messages.extend(match data {
+            Reading::Fast(d) => normalize_messages(d.messages, status)?,
+            Reading::Exact(d) => normalize_messages(d.messages, status)?,
+        });
+        if pages.current_page < pages.last_page {
+            return self.messages_page(pages.current_page + 1);
         }
         let mut messages = std::mem::take(&mut self.messages);
         sort_chronologically(&mut messages);
@@ -624,18 +808,21 @@ impl Operation<Conversation> for GetOp {
     }
 }
 
-fn normalize_conversation(
-    wire: WireConversation,
+/// Reads one conversation's text fast, or as it always was when that fails.
+fn read_conversation(
+    raw: &RawValue,
+    status: u16,
+) -> Result<Reading<WireConversation<Fast>, WireConversation<Exact>>, ProviderError> {
+    read_twice(raw.get()).map_err(|e| invalid_json(status, &e))
+}
+
+fn normalize_conversation<M: Mode>(
+    wire: WireConversation<M>,
     bot: &str,
     raw: Option<Box<RawValue>>,
     status: u16,
 ) -> Result<Conversation, ProviderError> {
-    let mut messages = wire
-        .messages
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| normalize_message(m, status))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut messages = normalize_messages(wire.messages.unwrap_or_default(), status)?;
     // Chatling lists messages newest first (doc example); callers get them oldest
     // first. Reversing keeps equal timestamps in their true order.
     messages.reverse();
@@ -666,7 +853,17 @@ fn newest(messages: &[Message]) -> Option<DateTime<Utc>> {
     messages.iter().filter_map(|m| m.created_at).max()
 }
 
-fn normalize_message(m: WireMessage, status: u16) -> Result<Message, ProviderError> {
+fn normalize_messages<M: Mode>(
+    messages: Vec<WireMessage<M>>,
+    status: u16,
+) -> Result<Vec<Message>, ProviderError> {
+    messages
+        .into_iter()
+        .map(|m| normalize_message(m, status))
+        .collect()
+}
+
+fn normalize_message<M: Mode>(m: WireMessage<M>, status: u16) -> Result<Message, ProviderError> {
     let (role, vendor_role) = match m.role.as_str() {
         "user" => (Role::User, None),
         "bot" | "assistant" => (Role::Assistant, None),
@@ -674,30 +871,11 @@ fn normalize_message(m: WireMessage, status: u16) -> Result<Message, ProviderErr
         // A human agent taking over is a bot-side speaker; keep who it was.
         other => (Role::Assistant, Some(wire::shorten(other, 64))),
     };
-    let sources = m
-        .data
-        .as_ref()
-        .and_then(|d| d.get("sources"))
-        .and_then(|s| s.as_array())
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|s| s.as_object())
-                .map(|s| {
-                    let field = |k: &str| s.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-                    KbSource {
-                        kind: field("type"),
-                        title: field("title"),
-                        url: field("url"),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let sources = m.data.map(MessageData::into_sources).unwrap_or_default();
     Ok(Message {
         role,
         vendor_role,
-        content: m.text.unwrap_or_default(),
+        content: m.text.map(VendorString::into_text).unwrap_or_default(),
         created_at: m
             .created_at
             .as_deref()
@@ -711,6 +889,7 @@ fn normalize_message(m: WireMessage, status: u16) -> Result<Message, ProviderErr
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use proptest::prelude::*;
 
     #[test]
     fn a_429_without_retry_after_waits_for_the_next_full_minute() {
@@ -718,5 +897,125 @@ mod tests {
         assert_eq!(until_next_minute(now), Some(Duration::from_secs(15)));
         let now = Utc.with_ymd_and_hms(2024, 1, 1, 10, 0, 0).unwrap();
         assert_eq!(until_next_minute(now), Some(Duration::from_secs(60)));
+    }
+
+    /// `data` (as JSON text) read both ways: the sources, or the error.
+    fn both_ways(data: &str) -> (Result<Vec<KbSource>, String>, Result<Vec<KbSource>, String>) {
+        let read = |d: Result<Option<Vec<KbSource>>, serde_json::Error>| {
+            d.map(Option::unwrap_or_default).map_err(|e| e.to_string())
+        };
+        let fast = serde_json::from_str::<Option<FastData>>(data)
+            .map(|d| d.map(MessageData::into_sources));
+        let exact = serde_json::from_str::<Option<serde_json::Value>>(data)
+            .map(|d| d.map(MessageData::into_sources));
+        (read(fast), read(exact))
+    }
+
+    #[test]
+    fn sources_are_read_fast_as_a_value_gives_them() {
+        for data in [
+            "null",
+            "{}",
+            "[]",
+            "\"sources\"",
+            r#"{"sources": null}"#,
+            r#"{"sources": {"type": "webpage"}}"#,
+            r#"{"helpful_value": null, "sources": [{"type": "webpage", "title": "Billing", "url": "https://x/\u00e9"}]}"#,
+            r#"{"sources": [1, "a", null, [], {}, {"title": 5, "url": ["u"], "type": {"a": 1}}]}"#,
+            r#"{"sources": [{"title": "a", "title": "b", "url": "u", "url": 7}]}"#,
+            r#"{"sources": [{"title": "first"}], "x": 1, "sources": [{"title": "last"}]}"#,
+            r#"{"sources": [{"title": "kept"}], "sources": 5}"#,
+            r#"{"x": {"y": [1.5, -0, 1e300, "\ud83d\ude00"]}, "sources": [{"url": "\/"}]}"#,
+        ] {
+            let (fast, exact) = both_ways(data);
+            assert!(exact.is_ok(), "{data}: {exact:?}");
+            assert_eq!(fast, exact, "{data}");
+        }
+    }
+
+    #[test]
+    fn data_a_value_refuses_fails_fast_with_the_same_error() {
+        let deep = format!("{{\"x\": {}1{}}}", "[".repeat(200), "]".repeat(200));
+        for data in [
+            r#"{"x": 1e400}"#,
+            r#"{"x": -1e400, "sources": []}"#,
+            r#"{"x": "\ud800"}"#,
+            r#"{"sources": [{"tag": "\udc00x"}]}"#,
+            r#"{"sources": [{"title": "\ud83d"}]}"#,
+            r#"{"\ud800": 1}"#,
+            "{\"x\": \"a\u{1}\"}",
+            r#"{"x": [1, 2,]}"#,
+            r#"{"x": tru}"#,
+            &deep,
+        ] {
+            let (fast, exact) = both_ways(data);
+            assert!(exact.is_err(), "{data}");
+            assert_eq!(fast, exact, "{data}");
+        }
+    }
+
+    #[test]
+    fn serde_jsons_raw_value_key_leaves_data_to_the_exact_reading() {
+        let data = r#"{"$serde_json::private::RawValue": "{\"sources\": [{\"title\": \"t\"}]}"}"#;
+        let (fast, exact) = both_ways(data);
+        assert!(fast.is_err(), "{fast:?}");
+        assert_eq!(
+            exact.unwrap(),
+            [KbSource {
+                kind: None,
+                title: Some("t".to_owned()),
+                url: None
+            }]
+        );
+    }
+
+    /// JSON text of any shape `data` may take, keys repeated and values a
+    /// `Value` refuses included.
+    fn json_text() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("-0".to_owned()),
+            Just("1e400".to_owned()),
+            Just("18446744073709551616".to_owned()),
+            Just("-12.5e-3".to_owned()),
+            Just(r#""\ud800""#.to_owned()),
+            Just(r#""\ud83d\ude00 \/ \u00E9""#.to_owned()),
+            any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("sources"),
+                            Just("type"),
+                            Just("title"),
+                            Just("url"),
+                            Just("x"),
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|entries| {
+                    let entries: Vec<String> = entries
+                        .iter()
+                        .map(|(k, v)| format!("\"{k}\":{v}"))
+                        .collect();
+                    format!("{{{}}}", entries.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_data_reads_fast_as_a_value_reads_it(data in json_text()) {
+            let (fast, exact) = both_ways(&data);
+            prop_assert_eq!(fast, exact, "{}", data);
+        }
     }
 }

@@ -12,9 +12,8 @@
 //! every field shape and on arbitrary text, so a field added to the model and
 //! not here fails them.
 
-use std::io::Write as _;
-
 use crate::model::{format_time, Conversation, KbSource, Message};
+use crate::text::{escape, JsonText};
 
 /// Bytes a conversation will take, without its message texts and `raw`: an
 /// estimate to size the buffer once, not a bound.
@@ -33,7 +32,7 @@ fn estimated_conversation_len(c: &Conversation) -> usize {
     let messages: usize = c
         .messages
         .iter()
-        .map(|m| MESSAGE_OVERHEAD + m.content.len() + m.sources.len() * 128)
+        .map(|m| MESSAGE_OVERHEAD + m.content.escaped().len() + m.sources.len() * 128)
         .sum();
     CONVERSATION_OVERHEAD + messages + c.raw.as_ref().map_or(0, |r| r.get().len())
 }
@@ -91,7 +90,7 @@ fn message(out: &mut Vec<u8>, m: &Message) {
         string(out, vendor_role);
     }
     out.extend_from_slice(b",\"content\":");
-    string(out, &m.content);
+    text(out, &m.content);
     out.extend_from_slice(b",\"created_at\":");
     time(out, m.created_at.as_ref());
     if !m.sources.is_empty() {
@@ -146,65 +145,16 @@ fn optional_string(out: &mut Vec<u8>, s: Option<&str>) {
 /// as it is.
 pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    let bytes = s.as_bytes();
-    // `bytes[start..i]` is written as it is once a byte needing escape (or the
-    // end) is found.
-    let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // Eight bytes at a time up to the next byte that needs escaping.
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-            let flagged = escape_mask(word);
-            if flagged == 0 {
-                i += 8;
-                continue;
-            }
-            i += flagged.trailing_zeros() as usize / 8;
-        }
-        let b = bytes[i];
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                // Writing to a Vec cannot fail.
-                let _ = write!(out, "\\u{:04x}", b);
-                i += 1;
-                start = i;
-                continue;
-            }
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escape);
-        i += 1;
-        start = i;
-    }
-    out.extend_from_slice(&bytes[start..]);
+    escape(s, |piece| out.extend_from_slice(piece.as_bytes()));
     out.push(b'"');
 }
 
-/// The high bit of each byte of `word` (little-endian) that is `"`, `\` or
-/// below 0x20, and possibly of bytes after the first such one: the classic
-/// "has a zero byte" and "has a byte less than n" tests are exact up to the
-/// first byte they flag, which is all the caller uses (`trailing_zeros`).
-fn escape_mask(word: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    below_space
-        | zero_bytes(word ^ (ONES * u64::from(b'"')))
-        | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+/// Appends `t` as a JSON string: its escaped form is already what [`string`]
+/// writes, so it is copied as it is.
+pub fn text(out: &mut Vec<u8>, t: &JsonText) {
+    out.push(b'"');
+    out.extend_from_slice(t.escaped().as_bytes());
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -231,7 +181,7 @@ mod tests {
         Message {
             role: Role::User,
             vendor_role: None,
-            content: text.to_owned(),
+            content: text.into(),
             created_at: None,
             sources: Vec::new(),
         }
@@ -252,7 +202,7 @@ mod tests {
                     role: Role::Assistant,
                     vendor_role: Some("agent\n".to_owned()),
                     content: "**Hi** \"there\"\n\tC:\\path 😊 \u{2028} \u{7f}\u{1}\u{8}\u{c}"
-                        .to_owned(),
+                        .into(),
                     created_at: Some(t),
                     sources: vec![
                         KbSource {

@@ -25,11 +25,13 @@ pub mod chatbase_v2;
 pub mod chatling;
 pub mod chatzuri;
 pub mod error;
+mod fast;
 pub mod json;
 pub mod model;
 pub mod request;
 pub mod sanitize;
 pub mod sources;
+pub mod text;
 pub mod wire;
 
 use std::num::NonZeroU32;
@@ -41,6 +43,7 @@ pub use model::{
 };
 pub use request::{Method, UpstreamRequest, UpstreamResponse};
 pub use sources::Source;
+pub use text::JsonText;
 
 /// What an operation wants next.
 #[derive(Debug)]

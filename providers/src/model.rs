@@ -13,6 +13,7 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::sources::Source;
+use crate::text::JsonText;
 
 /// The vendors chatgate speaks to. Serialized as the lowercase name callers see in
 /// `provider` and `X-Provider`.
@@ -112,7 +113,9 @@ pub struct Message {
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub vendor_role: Option<String>,
     /// The message text.
-    pub content: String,
+    // Held escaped (`JsonText`): the vendor's bytes pass through to the answer.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub content: JsonText,
     /// When the message was sent; `null` for vendors that do not say (Chatbase).
     #[serde(serialize_with = "ser_opt_time")]
     #[cfg_attr(

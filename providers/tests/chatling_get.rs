@@ -93,7 +93,7 @@ fn vendor<'a>(
 }
 
 fn contents(c: &Conversation) -> Vec<String> {
-    c.messages.iter().map(|m| m.content.clone()).collect()
+    c.messages.iter().map(|m| m.content.to_string()).collect()
 }
 
 fn expected_contents(n: usize) -> Vec<String> {

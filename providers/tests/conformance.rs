@@ -207,7 +207,7 @@ fn every_adapter_gives_the_same_messages_in_the_same_order() {
                 let messages = c
                     .messages
                     .iter()
-                    .map(|m| (m.role, m.vendor_role.clone(), m.content.clone()))
+                    .map(|m| (m.role, m.vendor_role.clone(), m.content.to_string()))
                     .collect::<Vec<_>>();
                 (c.id.clone(), messages)
             })

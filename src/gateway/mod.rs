@@ -955,7 +955,7 @@ mod tests {
             messages: vec![Message {
                 role: Role::Assistant,
                 vendor_role: None,
-                content: "**Yes** — \"quoted\"\nnext line 😊".to_owned(),
+                content: "**Yes** — \"quoted\"\nnext line 😊".into(),
                 created_at: Some(t),
                 sources: Vec::new(),
             }],
