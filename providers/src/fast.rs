@@ -2,11 +2,11 @@
 //!
 //! A fast reading keeps message texts as the vendor escaped them ([`Text`])
 //! and looks into the JSON it only searches (Chatling's `data`) without
-//! building a `serde_json::Value` ([`Looked`]). It reads fewer bodies than the
-//! exact reading, never more and never differently: whatever it cannot read
-//! (a value of another kind, an escaped lone surrogate, serde_json's private
-//! raw-value key) fails it, and [`read_twice`] then reads the body as it always
-//! was, so every answer and every error stays what it was.
+//! building a `serde_json::Value` ([`Looked`]). What it reads, it reads to the
+//! very values the exact reading (`String`s and `Value`s, as before) gives.
+//! What it cannot read so (a value of another kind, an escaped lone surrogate,
+//! serde_json's private raw-value key) fails it, and [`read_twice`] then reads
+//! the body the exact way: every answer and every error stays what it was.
 //!
 //! Each adapter's wire types take the reading as a type parameter: [`Text`]
 //! where the exact reading has a `String`, a [`Looked`] type where it has a
