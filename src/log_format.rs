@@ -11,7 +11,7 @@
 //! of a 10-conversation cache hit. Here the line is appended to a reused
 //! per-thread buffer: names and plain ASCII strings copied, integers by
 //! `itoa`, milliseconds as digits (they are whole microseconds, see
-//! [`thousandths`]), the timestamp's date and time worked out once a second;
+//! `thousandths`), the timestamp's date and time worked out once a second;
 //! then the buffer goes to the fmt layer in one write. The line now costs
 //! about 4 600 instructions, of which the formatting proper is ~3 300 (the
 //! rest is tracing's dispatch and the fmt layer's buffer and writer). `core::fmt` is left only for what needs it: the `%` fields
