@@ -339,3 +339,53 @@ fn trace_level_json_logs_carry_one_line_per_request_and_never_a_key() {
         "vendor call logged with request id {id}"
     );
 }
+
+#[test]
+fn the_text_access_line_keeps_its_shape_and_rust_log_still_decides_if_it_is_written() {
+    let (_emu, emu_port) = emulator();
+    let ok = "/api/v1/get-conversations?chatbotId=support&size=2";
+    let mut gw = gateway(emu_port, &[]);
+    http(gw.port, "GET", ok, &bearer(CLIENT_KEY), None);
+    http(gw.port, "GET", ok, &bearer(CLIENT_KEY), None);
+    gw.terminate();
+    let logs = gw.logs();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains(" path=/api/v1/get-conversations "))
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per request: {logs}");
+    let shape = regex::Regex::new(concat!(
+        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z  INFO chatgate::server::request_log: ",
+        r"request request_id=[0-9a-f-]{36} method=GET path=/api/v1/get-conversations ",
+        r#"status=200 client="ops" bot="support" provider="chatbase" "#,
+        r#"cache="(MISS|HIT)" upstream_calls=[01] upstream_ms=\d+\.\d{1,3} "#,
+        r"total_ms=\d+\.\d{1,3}$",
+    ))
+    .unwrap();
+    for line in &lines {
+        assert!(shape.is_match(line), "{line}");
+    }
+    assert!(
+        lines[0].contains(r#" cache="MISS" upstream_calls=1 "#),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains(r#" cache="HIT" upstream_calls=0 upstream_ms=0.0 "#),
+        "{}",
+        lines[1]
+    );
+
+    for rust_log in ["warn", "info,chatgate::server::request_log=off"] {
+        let mut gw = gateway(emu_port, &[("RUST_LOG", rust_log)]);
+        http(gw.port, "GET", ok, &bearer(CLIENT_KEY), None);
+        gw.terminate();
+        let logs = gw.logs();
+        assert!(!logs.contains("request_id="), "RUST_LOG={rust_log}: {logs}");
+        assert_eq!(
+            logs.contains("chatgate listening"),
+            rust_log.starts_with("info"),
+            "RUST_LOG={rust_log}: {logs}"
+        );
+    }
+}
