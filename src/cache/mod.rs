@@ -20,7 +20,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::hash::Hash;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,21 +92,34 @@ impl Weigh for BackendId {
 /// The part of a cache key that names a bot: built once per runtime (see
 /// [`Gateway::bot_key`](crate::gateway::Gateway::bot_key)) and shared by every
 /// key of the bot, so a lookup copies no names or URLs.
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct BotKey {
     /// The bot's name (it is in the body as `chatbot_id`).
     bot: String,
     /// Where its history lives, in config order.
     backends: Vec<BackendId>,
+    /// `bot` and `backends` hashed once, fed to the cache's hasher in their
+    /// place (equal fields give equal digests; keys are still compared field
+    /// by field).
+    digest: u64,
 }
 
 impl BotKey {
     /// The key part of `bot`, whose backends are `backends`.
     pub fn new(bot: &BotConfig, backends: Vec<BackendId>) -> Arc<Self> {
+        let mut digest = DefaultHasher::new();
+        (&bot.name, &backends).hash(&mut digest);
         Arc::new(Self {
             bot: bot.name.clone(),
             backends,
+            digest: digest.finish(),
         })
+    }
+}
+
+impl Hash for BotKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.digest);
     }
 }
 
@@ -156,7 +169,7 @@ impl Weigh for CacheKey {
             CacheOp::List(_) => std::mem::size_of::<ListQuery>(),
             CacheOp::Get { id, .. } => id.len(),
         };
-        let BotKey { bot, backends } = &*self.bot;
+        let BotKey { bot, backends, .. } = &*self.bot;
         bot.len() + backends.iter().map(Weigh::weigh).sum::<usize>() + op
     }
 }
@@ -583,6 +596,17 @@ pub(crate) mod tests {
 
     fn bot() -> BotConfig {
         bot_named("b")
+    }
+
+    #[test]
+    fn keys_of_equal_bots_built_apart_are_one_key() {
+        let key = |chatbot_id| {
+            let bot = BotKey::new(&bot(), vec![BackendId::new(&provider(), chatbot_id)]);
+            CacheKey::list(&bot, &ListQuery::default())
+        };
+        let stored = std::collections::HashSet::from([key("c")]);
+        assert!(stored.contains(&key("c")));
+        assert!(!stored.contains(&key("d")));
     }
 
     #[actix_rt::test]

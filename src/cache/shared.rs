@@ -306,7 +306,7 @@ impl CacheKey {
     /// [`LAYOUT_VERSION`](crate::redis::keys::LAYOUT_VERSION).
     pub fn canonical(&self) -> Vec<u8> {
         let mut out = Canonical::default();
-        let BotKey { bot, backends } = &*self.bot;
+        let BotKey { bot, backends, .. } = &*self.bot;
         out.text(bot);
         out.number(backends.len() as u64);
         for backend in backends {

@@ -13,6 +13,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest};
+use bytes::BytesMut;
 
 use crate::gateway::UpstreamStats;
 use crate::limits::RateInfo;
@@ -67,18 +68,38 @@ pub fn record(req: &HttpRequest, f: impl FnOnce(&mut LogFields)) {
 /// answered, so a client sees the same numbers on a hit, a miss and an error:
 /// draft-ietf-httpapi-ratelimit-headers-11's two Structured Fields, and the
 /// older draft's three integers, with the same numbers (README "Rate limits").
+///
+/// The five values are written into one buffer, each header a view of it:
+/// one allocation per answer rather than one per value.
 fn rate_limit_headers(headers: &mut HeaderMap, rate: &RateInfo) {
-    let reset = whole_seconds_up(rate.reset);
-    for (name, value) in [
-        (RATELIMIT_LIMIT, u64::from(rate.limit)),
-        (RATELIMIT_REMAINING, u64::from(rate.remaining)),
-        (RATELIMIT_RESET, reset),
-    ] {
-        headers.insert(name, HeaderValue::from(value));
-    }
+    let mut digits = [
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+    ];
+    let [limit, remaining, reset] = &mut digits;
     let (policy, current) = structured_fields(rate);
-    for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, current)] {
-        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+    let values = [
+        (RATELIMIT_LIMIT, limit.format(rate.limit).as_bytes()),
+        (
+            RATELIMIT_REMAINING,
+            remaining.format(rate.remaining).as_bytes(),
+        ),
+        (
+            RATELIMIT_RESET,
+            reset.format(whole_seconds_up(rate.reset)).as_bytes(),
+        ),
+        (RATELIMIT_POLICY, policy.as_bytes()),
+        (RATELIMIT, current.as_bytes()),
+    ];
+    let mut buffer = BytesMut::with_capacity(values.iter().map(|(_, v)| v.len()).sum());
+    for (_, value) in &values {
+        buffer.extend_from_slice(value);
+    }
+    let mut all = buffer.freeze();
+    for (name, value) in values {
+        let view = all.split_to(value.len());
+        if let Ok(value) = HeaderValue::from_maybe_shared(view) {
             headers.insert(name, value);
         }
     }
