@@ -106,7 +106,7 @@ impl ClientLimits {
     /// bucket without it, or when Redis fails (the request is still decided,
     /// only less strictly, rather than refused or held).
     pub async fn check_shared(&self, client: &str) -> Option<RateInfo> {
-        let (rate, _) = self.by_name.get(client)?;
+        let (rate, limiter) = self.by_name.get(client)?;
         if let Some(store) = &self.store {
             let quota = quota(rate);
             let params = GcraParams::from_quota(&quota);
@@ -125,14 +125,19 @@ impl ClientLimits {
                 }
             }
         }
-        self.check(client)
+        Some(Self::count(limiter))
     }
 
     /// Counts one request of `client` and reports the bucket's state. `None` for
     /// a client without a limiter (none exists after validation).
     pub fn check(&self, client: &str) -> Option<RateInfo> {
         let (_, limiter) = self.by_name.get(client)?;
-        Some(match limiter.check() {
+        Some(Self::count(limiter))
+    }
+
+    /// Counts one request on this instance's `limiter`.
+    fn count(limiter: &Direct) -> RateInfo {
+        match limiter.check() {
             Ok(snapshot) => {
                 let quota = snapshot.quota();
                 let burst = quota.burst_size().get();
@@ -157,7 +162,7 @@ impl ClientLimits {
                     retry_after: Some(wait),
                 }
             }
-        })
+        }
     }
 }
 

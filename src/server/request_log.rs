@@ -56,11 +56,13 @@ pub fn request_id(req: &HttpRequest) -> Rc<str> {
 /// Records what a handler learned.
 pub fn record(req: &HttpRequest, f: impl FnOnce(&mut LogFields)) {
     let mut ext = req.extensions_mut();
-    if ext.get::<LogFields>().is_none() {
-        ext.insert(LogFields::default());
-    }
-    if let Some(fields) = ext.get_mut::<LogFields>() {
-        f(fields);
+    match ext.get_mut::<LogFields>() {
+        Some(fields) => f(fields),
+        None => {
+            let mut fields = LogFields::default();
+            f(&mut fields);
+            ext.insert(fields);
+        }
     }
 }
 

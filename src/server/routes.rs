@@ -8,7 +8,7 @@ use std::future::Future;
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryFutureExt};
 use serde::Serialize;
 
 use utoipa::ToSchema;
@@ -85,11 +85,16 @@ pub fn metrics_resource() -> actix_web::Resource {
 
 /// Ties an error to the request it answers: the one place a handler's error
 /// becomes a response.
-async fn answer(
-    req: &HttpRequest,
-    handler: impl Future<Output = Result<HttpResponse, ApiError>>,
-) -> Result<HttpResponse, Failure> {
-    handler.await.map_err(|error| Failure::of(req, error))
+///
+/// A combinator rather than an `async fn`: an `async fn` would keep its
+/// argument and the future it awaits in separate places, so every handler's
+/// future (kilobytes, moved into a box for each request) would hold the
+/// handler's phases twice.
+fn answer<'a>(
+    req: &'a HttpRequest,
+    handler: impl Future<Output = Result<HttpResponse, ApiError>> + 'a,
+) -> impl Future<Output = Result<HttpResponse, Failure>> + 'a {
+    handler.map_err(move |error| Failure::of(req, error))
 }
 
 /// `GET /api/v1/get-conversations`.
