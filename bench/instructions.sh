@@ -101,8 +101,17 @@ NGINX
 serve nginx nginx -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf"
 wait_port "$up"
 
-# gateway_config FILE PORT CACHE(true|false)
+# gateway_config FILE PORT CACHE(true|false) [PROVIDERS_AND_BOTS]: the
+# default is one Chatbase provider on the nginx upstream and its bot `bench`.
 gateway_config() {
+  local rest=${4:-"[providers.vendor]
+kind = \"chatbase\"
+base_url = \"http://127.0.0.1:$up/api/v1\"
+api_key = \"bench-vendor-secret\"
+max_requests_per_second = 1000000
+[bots.bench]
+provider = \"vendor\"
+chatbot_id = \"ckl123abc456\""}
   cat >"$1" <<TOML
 [server]
 bind = "127.0.0.1:$2"
@@ -110,14 +119,7 @@ workers = 1
 [cache]
 enabled = $3
 ttl_secs = 3600
-[providers.vendor]
-kind = "chatbase"
-base_url = "http://127.0.0.1:$up/api/v1"
-api_key = "bench-vendor-secret"
-max_requests_per_second = 1000000
-[bots.bench]
-provider = "vendor"
-chatbot_id = "ckl123abc456"
+$rest
 [clients.load]
 key = "$client_key"
 bots = ["*"]
@@ -159,32 +161,20 @@ case $want in *" chatling "*) ;; *) exit 0 ;; esac
 emu=$(free_port); port=$(free_port)
 serve emu "$bin" emulate --bind 127.0.0.1:"$emu"
 wait_port "$emu"
-cat >"$work/emu.toml" <<TOML
-[server]
-bind = "127.0.0.1:$port"
-workers = 1
-[cache]
-enabled = false
-[providers.chatling]
-base_url = "http://127.0.0.1:$emu/chatling/v2"
-api_key = "emu-chatling-secret"
+gateway_config "$work/emu.toml" "$port" false "[providers.chatling]
+base_url = \"http://127.0.0.1:$emu/chatling/v2\"
+api_key = \"emu-chatling-secret\"
 max_requests_per_second = 1000000
 [providers.chatbase]
-base_url = "http://127.0.0.1:$emu/chatbase/api/v1"
-api_key = "emu-chatbase-secret"
+base_url = \"http://127.0.0.1:$emu/chatbase/api/v1\"
+api_key = \"emu-chatbase-secret\"
 max_requests_per_second = 1000000
 [bots.cl]
-provider = "chatling"
-chatbot_id = "5551234001"
+provider = \"chatling\"
+chatbot_id = \"5551234001\"
 [bots.cb]
-provider = "chatbase"
-chatbot_id = "cb-support"
-[clients.load]
-key = "$client_key"
-bots = ["*"]
-requests_per_minute = 1000000000
-burst = 1000000
-TOML
+provider = \"chatbase\"
+chatbot_id = \"cb-support\""
 for bot in cb cl; do
   grind "emu-$bot" "$bin" serve --config "$work/emu.toml"
   measure "emu-$bot" "$port" "http://127.0.0.1:$port/api/v1/get-conversations?chatbotId=$bot&size=10" "$a"
