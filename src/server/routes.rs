@@ -524,7 +524,9 @@ const X_PROVIDER: HeaderName = HeaderName::from_static("x-provider");
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// The answer of a list or detail request, cache hits included: header names
-/// and fixed values are constants, not strings parsed again for every answer.
+/// and fixed values are constants, not strings parsed again for every answer,
+/// and appended (to a new response: the same as inserting, without looking
+/// for a previous value to remove).
 fn success(
     req: &HttpRequest,
     state: &AppState,
@@ -533,9 +535,9 @@ fn success(
     state.metrics.cache(status.metric_label());
     record(req, |f| f.cache = Some(status.as_str()));
     HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(JSON)))
-        .insert_header((X_PROVIDER, listed.provider.as_str()))
-        .insert_header((X_CACHE, HeaderValue::from_static(status.as_str())))
+        .append_header((header::CONTENT_TYPE, HeaderValue::from_static(JSON)))
+        .append_header((X_PROVIDER, listed.provider.as_str()))
+        .append_header((X_CACHE, HeaderValue::from_static(status.as_str())))
         .body(listed.body.clone())
 }
 
