@@ -32,6 +32,7 @@ pub mod request;
 pub mod sanitize;
 pub mod sources;
 pub mod text;
+pub mod timestamp;
 pub mod wire;
 
 use std::num::NonZeroU32;

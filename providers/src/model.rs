@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::sources::Source;
 use crate::text::JsonText;
+use crate::timestamp::Rfc3339;
 
 /// The vendors chatgate speaks to. Serialized as the lowercase name callers see in
 /// `provider` and `X-Provider`.
@@ -167,7 +168,10 @@ pub struct Conversation {
 /// Formats a timestamp as RFC 3339 UTC with `Z`, with fractional seconds only
 /// when the vendor gave some.
 pub fn format_time(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    match Rfc3339::new(t) {
+        Some(text) => text.as_str().to_owned(),
+        None => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+    }
 }
 
 fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

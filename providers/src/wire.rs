@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::ProviderError;
 use crate::sanitize;
+use crate::timestamp;
 
 /// Everything but RFC 3986 unreserved characters is encoded in a path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -71,9 +72,14 @@ pub fn parse_time(field: &str, value: &str, status: u16) -> Result<DateTime<Utc>
         status,
         reason: format!("`{field}` {what}: {:?}", sanitize::cap(value)),
     };
-    let t = DateTime::parse_from_rfc3339(value.trim())
-        .map_err(|_| invalid("is not an RFC 3339 timestamp"))?
-        .with_timezone(&Utc);
+    let value = value.trim();
+    // The vendors' usual shape is read by hand; chrono reads every other.
+    let t = match timestamp::parse_utc(value) {
+        Some(t) => t,
+        None => DateTime::parse_from_rfc3339(value)
+            .map_err(|_| invalid("is not an RFC 3339 timestamp"))?
+            .with_timezone(&Utc),
+    };
     if !(0..=9999).contains(&t.year()) {
         return Err(invalid("is outside the years 0000 to 9999 in UTC"));
     }
