@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use crate::error::ProviderError;
 use crate::fast::{read_body_twice, read_twice, Reading, Text, VendorString};
 use crate::model::{Conversation, ListQuery, Message, Page, ProviderKind, Role, Target};
+use crate::pull::Reader;
 use crate::request::{UpstreamRequest, UpstreamResponse};
 use crate::sources::Source;
 use crate::wire::{self, error_from_status, invalid_json, lenient_string, parse_time};
@@ -131,8 +132,10 @@ impl V1Params {
 }
 
 /// A v1 conversation as documented (the OpenAPI schema plus the guide), its
-/// message texts read as `T` ([`read_twice`]).
+/// message texts read as `T` ([`read_twice`]). [`read_list`] reads the same
+/// fields by hand: a field or attribute changed here must change there.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
 struct WireConversation<T> {
     #[serde(deserialize_with = "lenient_string")]
     id: String,
@@ -148,6 +151,7 @@ struct WireConversation<T> {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
 struct WireMessage<T> {
     role: String,
     content: T,
@@ -200,6 +204,12 @@ impl V1List {
                         Reading::Exact(c) => self.normalize(c, Some(raw), status),
                     }
                 })
+                .collect();
+        }
+        if let Some(data) = read_list(&response.body) {
+            return data
+                .into_iter()
+                .map(|c| self.normalize(c, None, status))
                 .collect();
         }
         match read_body_twice::<ListBody<FastConversation>, ListBody<ExactConversation>>(
@@ -308,6 +318,91 @@ impl Operation<ListResult> for V1List {
             vendor_page_size: None,
             resume: Vec::new(),
         }))
+    }
+}
+
+/// Reads a v1 list body's conversations with a [`Reader`], to exactly what
+/// the fast serde reading of `ListBody<FastConversation>` gives, in about half
+/// the work. `None` for anything the reader is not sure of (see
+/// [`crate::pull`]): then the serde readings run as before, so every error and
+/// every unusual but valid body is read as it always was.
+///
+/// It mirrors the derives above: unknown keys are skipped at every level; a
+/// known key twice bails (serde refuses a duplicate field); `data`, `id`,
+/// `created_at`, `role` and `content` are required; `updated_at`, `customer`,
+/// `source` and `messages` may be missing or `null`; `id` is a string or an
+/// unsigned integer ([`lenient_string`]; its other numbers bail).
+fn read_list(body: &[u8]) -> Option<Vec<FastConversation>> {
+    let text = simdutf8::basic::from_utf8(body).ok()?;
+    Reader::document(text, |r| {
+        let mut data = None;
+        r.object(|key, r| match key {
+            "data" => once(&mut data, r.vec(read_conversation)?),
+            _ => r.skip_value(),
+        })?;
+        data
+    })
+}
+
+fn read_conversation(r: &mut Reader<'_>) -> Option<FastConversation> {
+    let mut id = None;
+    let mut created_at = None;
+    let mut updated_at = None;
+    let mut customer = None;
+    let mut source = None;
+    let mut messages = None;
+    let optional = |r: &mut Reader<'_>| r.null_or(|r| r.string().map(String::from));
+    r.object(|key, r| match key {
+        "id" => once(&mut id, read_id(r)?),
+        "created_at" => once(&mut created_at, r.string()?.into_owned()),
+        "updated_at" => once(&mut updated_at, optional(r)?),
+        "customer" => once(&mut customer, optional(r)?),
+        "source" => once(&mut source, optional(r)?),
+        "messages" => once(&mut messages, r.null_or(|r| r.vec(read_message))?),
+        _ => r.skip_value(),
+    })?;
+    Some(WireConversation {
+        id: id?,
+        created_at: created_at?,
+        updated_at: updated_at.flatten(),
+        customer: customer.flatten(),
+        source: source.flatten(),
+        messages: messages.flatten(),
+    })
+}
+
+fn read_message(r: &mut Reader<'_>) -> Option<WireMessage<Text>> {
+    let mut role = None;
+    let mut content = None;
+    r.object(|key, r| match key {
+        "role" => once(&mut role, r.string()?.into_owned()),
+        "content" => once(&mut content, r.json_text()?),
+        _ => r.skip_value(),
+    })?;
+    Some(WireMessage {
+        role: role?,
+        content: Text::new(content?),
+    })
+}
+
+/// An id as [`lenient_string`] reads one, for the strings and unsigned
+/// integers it takes; anything else bails.
+fn read_id(r: &mut Reader<'_>) -> Option<String> {
+    match r.peek()? {
+        b'"' => r.string().map(String::from),
+        _ => r.unsigned().map(|n| n.to_string()),
+    }
+}
+
+/// Fills a field's slot, bailing when it is already filled: serde refuses a
+/// duplicate field.
+fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    match slot {
+        Some(_) => None,
+        None => {
+            *slot = Some(value);
+            Some(())
+        }
     }
 }
 
