@@ -162,9 +162,11 @@ impl<'a> Reader<'a> {
         decode(contents.raw).map(|text| JsonText::new(&text))
     }
 
-    /// Reads an unsigned integer written plainly: digits, no leading zero, no
-    /// fraction or exponent, at most `u64::MAX`: what serde_json hands a
-    /// visitor as a `u64`. Any other number bails.
+    /// Reads an unsigned integer written plainly: digits, no leading zero, at
+    /// most `u64::MAX`: what serde_json hands a visitor as a `u64`. Any other
+    /// number bails: a sign or an overflow here, a fraction or an exponent
+    /// where the container (or [`document`](Self::document)) finds its `.`,
+    /// `e` or `E` instead of what may follow a value.
     pub(crate) fn unsigned(&mut self) -> Option<u64> {
         self.skip_whitespace();
         let bytes = self.text.as_bytes();
@@ -172,9 +174,6 @@ impl<'a> Reader<'a> {
         let end = digits_end(bytes, start);
         let digits = bytes.get(start..end)?;
         if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
-            return None;
-        }
-        if matches!(bytes.get(end), Some(b'.' | b'e' | b'E')) {
             return None;
         }
         let mut value: u64 = 0;
