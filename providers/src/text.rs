@@ -265,6 +265,7 @@ fn is_canonical(contents: &str) -> bool {
 /// backslash) when it is one [`escape`] writes, else `None`: `\/`, uppercase
 /// hex, a `\u` escape of a character that is written as it is or by name, and
 /// anything else are not canonical.
+#[inline]
 pub(crate) fn canonical_escape_len(tail: &[u8]) -> Option<usize> {
     match tail {
         [b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't', ..] => Some(1),
