@@ -332,36 +332,42 @@ impl<'a> Reader<'a> {
     /// surrogates paired), and notes on the way whether it holds escapes and
     /// whether it is canonical ([`text::canonical_escape_len`]).
     fn contents(&mut self) -> Option<Contents<'a>> {
-        let bytes = self.text.as_bytes();
         let start = self.at;
-        let mut at = start;
+        // What is left of the body after the contents read so far.
+        let mut rest = self.text.as_bytes().get(start..)?;
         let mut plain = true;
         let mut canonical = true;
-        let end = loop {
+        loop {
             // Texts have runs of escapes (`\n\n`): a byte looked at costs less
             // than a call.
-            let found = match bytes.get(at)? {
-                b'"' | b'\\' => at,
-                _ => at + self.finder.find(bytes.get(at..)?)?,
+            let found = match rest.first()? {
+                b'"' | b'\\' => 0,
+                _ => self.finder.find(rest)?,
             };
-            if self.controls && has_control(bytes.get(at..found)?) {
+            let (run, after) = rest.split_at_checked(found)?;
+            if self.controls && has_control(run) {
                 return None;
             }
-            if bytes.get(found) == Some(&b'"') {
-                break found;
+            match after {
+                [b'\\', tail @ ..] => {
+                    plain = false;
+                    let (len, kept) = check_escape(tail)?;
+                    canonical &= kept;
+                    rest = tail.get(len..)?;
+                }
+                [b'"', ..] => {
+                    let end = self.text.len() - after.len();
+                    let raw = self.text.get(start..end)?;
+                    self.at = end + 1;
+                    return Some(Contents {
+                        raw,
+                        plain,
+                        canonical,
+                    });
+                }
+                _ => return None,
             }
-            plain = false;
-            let (len, kept) = check_escape(bytes.get(found + 1..)?)?;
-            canonical &= kept;
-            at = found + 1 + len;
-        };
-        let raw = self.text.get(start..end)?;
-        self.at = end + 1;
-        Some(Contents {
-            raw,
-            plain,
-            canonical,
-        })
+        }
     }
 }
 
