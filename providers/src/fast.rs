@@ -28,7 +28,16 @@ use crate::wire;
 /// lone surrogate) fails to read here, so the caller reads the body again the
 /// way it always did ([`read_twice`]) and answers with what that gives, its
 /// errors word for word.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(crate) struct Text(JsonText);
+
+impl Text {
+    /// A text read otherwise (by [`crate::pull::Reader`]) to what this
+    /// reading gives.
+    pub(crate) fn new(text: JsonText) -> Self {
+        Self(text)
+    }
+}
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -28,6 +28,7 @@ pub mod error;
 mod fast;
 pub mod json;
 pub mod model;
+mod pull;
 pub mod request;
 pub mod sanitize;
 pub mod sources;

@@ -79,7 +79,10 @@ impl JsonText {
         Self::from_escaped(escaped)
     }
 
-    fn from_escaped(escaped: String) -> Self {
+    /// Holds text whose canonical escaped form is `escaped`, as it is. The
+    /// caller has checked that `escaped` is canonical (a reading that keeps
+    /// vendor bytes, such as [`crate::pull::Reader::json_text`]).
+    pub(crate) fn from_escaped(escaped: String) -> Self {
         Self {
             escaped,
             decoded: OnceLock::new(),
@@ -250,24 +253,35 @@ fn is_canonical(contents: &str) -> bool {
     let mut at = 0;
     while let Some(found) = memchr::memchr(b'\\', &bytes[at..]) {
         let escape = at + found;
-        at = match bytes.get(escape + 1..) {
-            Some([b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't', ..]) => escape + 2,
-            Some([b'u', b'0', b'0', high @ (b'0' | b'1'), low, ..])
-                if matches!(low, b'0'..=b'9' | b'a'..=b'f')
-                    && CONTROL_ESCAPES[usize::from(((high - b'0') << 4) | hex(*low))]
-                        .starts_with("\\u") =>
-            {
-                escape + 6
-            }
-            // `\/`, uppercase hex, a `\u` escape of a character that is written
-            // as it is or by name, and anything else.
-            _ => return false,
+        at = match canonical_escape_len(&bytes[escape + 1..]) {
+            Some(len) => escape + 1 + len,
+            None => return false,
         };
     }
     true
 }
 
-/// The value of a lowercase hex digit (`is_canonical` has checked it is one).
+/// The length of the escape at the start of `tail` (what follows a
+/// backslash) when it is one [`escape`] writes, else `None`: `\/`, uppercase
+/// hex, a `\u` escape of a character that is written as it is or by name, and
+/// anything else are not canonical.
+#[inline]
+pub(crate) fn canonical_escape_len(tail: &[u8]) -> Option<usize> {
+    match tail {
+        [b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't', ..] => Some(1),
+        [b'u', b'0', b'0', high @ (b'0' | b'1'), low, ..]
+            if matches!(low, b'0'..=b'9' | b'a'..=b'f')
+                && CONTROL_ESCAPES[usize::from(((high - b'0') << 4) | hex(*low))]
+                    .starts_with("\\u") =>
+        {
+            Some(5)
+        }
+        _ => None,
+    }
+}
+
+/// The value of a lowercase hex digit (`canonical_escape_len` has checked it
+/// is one).
 fn hex(digit: u8) -> u8 {
     match digit {
         b'a'..=b'f' => digit - b'a' + 10,
