@@ -418,6 +418,12 @@ fn parse_data<'a, T: Deserialize<'a>>(
 /// v1 roles: `user` and `assistant` are documented; `system` is kept; anything
 /// else is a bot-side speaker whose original role is preserved.
 fn map_role(role: String) -> (Role, Option<String>) {
+    // The documented spellings first: one comparison for nearly every message.
+    match role.as_str() {
+        "user" => return (Role::User, None),
+        "assistant" => return (Role::Assistant, None),
+        _ => {}
+    }
     if role.eq_ignore_ascii_case("user") {
         (Role::User, None)
     } else if role.eq_ignore_ascii_case("assistant") {
