@@ -13,12 +13,15 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
-use serde::de::{DeserializeOwned, Deserializer, MapAccess, SeqAccess};
+use serde::de::{DeserializeOwned, MapAccess, SeqAccess};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ProviderError;
-use crate::fast::{read_looked, read_twice, Checked, Key, Looked, Reading, Text, VendorString};
+use crate::fast::{
+    deserialize_looked, fast_or_exact, read_twice, Checked, Key, Looked, Reading, Text,
+    VendorString,
+};
 use crate::model::{
     Conversation, KbSource, ListQuery, Message, Page, ProviderKind, RangePosition, Role, Target,
 };
@@ -347,29 +350,7 @@ impl Looked for FastString {
     }
 }
 
-impl<'de> Deserialize<'de> for FastData {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        read_looked(d)
-    }
-}
-
-impl<'de> Deserialize<'de> for FastSources {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        read_looked(d)
-    }
-}
-
-impl<'de> Deserialize<'de> for FastSource {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        read_looked(d)
-    }
-}
-
-impl<'de> Deserialize<'de> for FastString {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        read_looked(d)
-    }
-}
+deserialize_looked!(FastData, FastSources, FastSource, FastString);
 
 /// Unwraps a successful envelope, mapping error statuses and error envelopes.
 fn open<'a, T: Deserialize<'a>>(response: &'a UpstreamResponse) -> Result<T, ProviderError> {
@@ -765,11 +746,10 @@ impl Operation<Conversation> for GetOp {
             });
             return self.messages_page(1);
         };
-        // Read fast, or as it always was when that fails (as `read_twice` does).
-        let data = match open::<MessagesData<Fast>>(&response) {
-            Ok(data) => Reading::Fast(data),
-            Err(_) => Reading::Exact(open::<MessagesData<Exact>>(&response)?),
-        };
+        let data = fast_or_exact(
+            || open::<MessagesData<Fast>>(&response),
+            || open::<MessagesData<Exact>>(&response),
+        )?;
         let (pages, count) = match &data {
             Reading::Fast(d) => (d.pages, d.messages.len()),
             Reading::Exact(d) => (d.pages, d.messages.len()),

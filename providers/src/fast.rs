@@ -164,11 +164,20 @@ impl Looked for Checked {
     }
 }
 
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        read_looked(d)
-    }
+/// Implements `Deserialize` for [`Looked`] types, each read by [`read_looked`]:
+/// a blanket implementation over `Looked` is not allowed for serde's trait.
+macro_rules! deserialize_looked {
+    ($($looked:ty),+ $(,)?) => {$(
+        impl<'de> serde::Deserialize<'de> for $looked {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $crate::fast::read_looked(d)
+            }
+        }
+    )+};
 }
+pub(crate) use deserialize_looked;
+
+deserialize_looked!(Checked);
 
 /// Checks every entry of an object.
 pub(crate) fn check_object<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
@@ -217,27 +226,33 @@ pub(crate) enum Reading<F, E> {
     Exact(E),
 }
 
+/// `fast()` when it succeeds, else `exact()`: the one rule of every fast
+/// reading. `fast`'s error is dropped, so whatever fails to read fast gets
+/// what the exact reading gives, which is what it always got: a value, or the
+/// same error in the same words. Only a body that fails pays for two readings.
+pub(crate) fn fast_or_exact<F, E, Ignored, Error>(
+    fast: impl FnOnce() -> Result<F, Ignored>,
+    exact: impl FnOnce() -> Result<E, Error>,
+) -> Result<Reading<F, E>, Error> {
+    match fast() {
+        Ok(fast) => Ok(Reading::Fast(fast)),
+        Err(_) => exact().map(Reading::Exact),
+    }
+}
+
 /// Reads `json` as `F` and, only if that fails, as `E`: the same wire shape
 /// with `String`s (or `Value`s) where `F` has [`Text`]. Whatever `F` reads, `E`
 /// reads too, to the same texts, so a body that reads fast is normalized
-/// exactly as before; and a body `F` cannot read gets what `E` gives, which is
-/// what it always got: a value, or serde_json's error at the same place in
-/// the same words. Only a body that fails pays for two readings.
+/// exactly as before ([`fast_or_exact`]).
 pub(crate) fn read_twice<'a, F: Deserialize<'a>, E: Deserialize<'a>>(
     json: &'a str,
 ) -> serde_json::Result<Reading<F, E>> {
-    match serde_json::from_str(json) {
-        Ok(fast) => Ok(Reading::Fast(fast)),
-        Err(_) => serde_json::from_str(json).map(Reading::Exact),
-    }
+    fast_or_exact(|| serde_json::from_str(json), || serde_json::from_str(json))
 }
 
 /// [`read_twice`] for a whole vendor body, read as [`wire::from_body`] reads it.
 pub(crate) fn read_body_twice<'a, F: Deserialize<'a>, E: Deserialize<'a>>(
     body: &'a [u8],
 ) -> serde_json::Result<Reading<F, E>> {
-    match wire::from_body(body) {
-        Ok(fast) => Ok(Reading::Fast(fast)),
-        Err(_) => wire::from_body(body).map(Reading::Exact),
-    }
+    fast_or_exact(|| wire::from_body(body), || wire::from_body(body))
 }
