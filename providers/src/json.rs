@@ -12,9 +12,9 @@
 //! every field shape and on arbitrary text, so a field added to the model and
 //! not here fails them.
 
-use crate::model::{format_time, Conversation, KbSource, Message};
+use crate::model::{Conversation, KbSource, Message};
 use crate::text::{escape, JsonText};
-use crate::timestamp::Rfc3339;
+use crate::timestamp::with_rfc3339;
 
 /// Bytes a conversation will take, without its message texts and `raw`: an
 /// estimate to size the buffer once, not a bound.
@@ -126,10 +126,7 @@ fn time(out: &mut Vec<u8>, t: Option<&chrono::DateTime<chrono::Utc>>) {
         // RFC 3339 text is plain ASCII with nothing to escape.
         Some(t) => {
             out.push(b'"');
-            match Rfc3339::new(t) {
-                Some(text) => out.extend_from_slice(text.as_str().as_bytes()),
-                None => out.extend_from_slice(format_time(t).as_bytes()),
-            }
+            with_rfc3339(t, |text| out.extend_from_slice(text.as_bytes()));
             out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),

@@ -8,13 +8,13 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::num::NonZeroU32;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::sources::Source;
 use crate::text::JsonText;
-use crate::timestamp::Rfc3339;
+use crate::timestamp::with_rfc3339;
 
 /// The vendors chatgate speaks to. Serialized as the lowercase name callers see in
 /// `provider` and `X-Provider`.
@@ -168,10 +168,7 @@ pub struct Conversation {
 /// Formats a timestamp as RFC 3339 UTC with `Z`, with fractional seconds only
 /// when the vendor gave some.
 pub fn format_time(t: &DateTime<Utc>) -> String {
-    match Rfc3339::new(t) {
-        Some(text) => text.as_str().to_owned(),
-        None => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-    }
+    with_rfc3339(t, str::to_owned)
 }
 
 fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

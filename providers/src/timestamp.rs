@@ -9,14 +9,16 @@
 //! - [`parse_utc`] reads `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` and returns `None` for
 //!   anything else (another offset, a leap second, a lowercase `t`), so the
 //!   caller asks chrono, which says what it always said;
-//! - [`Rfc3339`] writes a timestamp of the years 0000–9999 as chrono's
-//!   `to_rfc3339_opts(SecondsFormat::AutoSi, true)` does, on the stack;
-//!   [`crate::model::format_time`] asks chrono for the others.
+//! - [`with_rfc3339`] writes a timestamp of the years 0000–9999 as chrono's
+//!   `to_rfc3339_opts(SecondsFormat::AutoSi, true)` does, on the stack, and
+//!   asks chrono for the others.
 //!
 //! The tests compare both with chrono on every field edge and on generated
 //! timestamps.
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Timelike, Utc,
+};
 
 /// Reads `text` when it is exactly `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` and names
 /// a real date and time (seconds 00–59): the value chrono's RFC 3339 parser
@@ -59,10 +61,20 @@ fn digits(bytes: &[u8]) -> Option<u32> {
     })
 }
 
-/// A timestamp written as RFC 3339 UTC with `Z`, fractional seconds only when
-/// there are some (3, 6 or 9 digits, the fewest that hold them): the bytes
-/// chrono's `to_rfc3339_opts(SecondsFormat::AutoSi, true)` writes.
-pub struct Rfc3339 {
+/// Hands `write` the text of `t` as RFC 3339 UTC with `Z`, fractional seconds
+/// only when there are some (3, 6 or 9 digits, the fewest that hold them): the
+/// text chrono's `to_rfc3339_opts(SecondsFormat::AutoSi, true)` gives. Written
+/// on the stack ([`Rfc3339`]) for the years 0000–9999, by chrono for the others.
+pub fn with_rfc3339<R>(t: &DateTime<Utc>, write: impl FnOnce(&str) -> R) -> R {
+    match Rfc3339::new(t) {
+        Some(text) => write(text.as_str()),
+        None => write(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+    }
+}
+
+/// A timestamp of the years 0000–9999 written as [`with_rfc3339`] writes it,
+/// on the stack.
+struct Rfc3339 {
     bytes: [u8; Self::CAPACITY],
     len: usize,
 }
@@ -73,7 +85,7 @@ impl Rfc3339 {
 
     /// Writes `t`, or `None` when its year is outside 0000–9999 (chrono writes
     /// those with a sign and more digits).
-    pub fn new(t: &DateTime<Utc>) -> Option<Self> {
+    fn new(t: &DateTime<Utc>) -> Option<Self> {
         // `DateTime`'s own accessors each convert to local time first.
         let naive = t.naive_utc();
         let (date, time) = (naive.date(), naive.time());
@@ -118,7 +130,7 @@ impl Rfc3339 {
     }
 
     /// The text (ASCII).
-    pub fn as_str(&self) -> &str {
+    fn as_str(&self) -> &str {
         // Only ASCII digits and punctuation are ever pushed.
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
@@ -145,7 +157,7 @@ impl Rfc3339 {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{SecondsFormat, TimeZone};
+    use chrono::TimeZone;
     use proptest::prelude::*;
 
     use super::*;
@@ -234,9 +246,11 @@ mod tests {
             .and_utc();
         assert_eq!(chrono_write(&leap), "2016-12-31T23:59:60.500Z");
         assert_eq!(Rfc3339::new(&leap).unwrap().as_str(), chrono_write(&leap));
-        // Years chrono writes with a sign are not written here.
+        // Years chrono writes with a sign are left to chrono.
         for year in [-1, 10_000] {
-            assert!(Rfc3339::new(&at(year, 1, 1, 0, 0, 0, 0)).is_none());
+            let t = at(year, 1, 1, 0, 0, 0, 0);
+            assert!(Rfc3339::new(&t).is_none());
+            assert_eq!(with_rfc3339(&t, str::to_owned), chrono_write(&t));
         }
     }
 
