@@ -32,6 +32,8 @@ mod pull;
 pub mod request;
 pub mod sanitize;
 pub mod sources;
+#[cfg(test)]
+mod test_support;
 pub mod text;
 pub mod timestamp;
 pub mod wire;

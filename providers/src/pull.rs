@@ -474,6 +474,7 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
+    use crate::test_support::{serde_escaped, tricky_text, unicode_escapes};
 
     fn read_string(json: &str) -> Option<String> {
         Reader::document(json, |r| r.string().map(String::from))
@@ -686,41 +687,17 @@ mod tests {
     /// `how`, and sometimes as serde_json refuses it.
     fn spelled(c: char, how: u8) -> String {
         let mut units = [0u16; 2];
-        let unicode = |upper: bool, units: &[u16]| -> String {
-            units
-                .iter()
-                .map(|u| {
-                    if upper {
-                        format!("\\u{u:04X}")
-                    } else {
-                        format!("\\u{u:04x}")
-                    }
-                })
-                .collect()
-        };
         let units = c.encode_utf16(&mut units);
         match how % 8 {
-            0 | 1 => serde_json::to_string(&c.to_string())
-                .map(|s| s[1..s.len() - 1].to_owned())
-                .unwrap(),
-            2 => unicode(false, units),
-            3 => unicode(true, units),
+            2 => unicode_escapes(units, false),
+            3 => unicode_escapes(units, true),
             4 if c == '/' => "\\/".to_owned(),
             // Only the first half of a pair: a lone surrogate.
-            5 if units.len() == 2 => unicode(false, &units[..1]),
+            5 if units.len() == 2 => unicode_escapes(&units[..1], false),
             // Raw, even where JSON needs an escape.
             6 => c.to_string(),
-            _ => serde_json::to_string(&c.to_string())
-                .map(|s| s[1..s.len() - 1].to_owned())
-                .unwrap(),
+            _ => serde_escaped(&c.to_string()),
         }
-    }
-
-    fn tricky_text() -> impl Strategy<Value = String> {
-        prop_oneof![
-            any::<String>(),
-            "[\"\\\\/\n\r\t\u{8}\u{c}\u{0}-\u{1f}\u{7f}a-z é€😊\u{2028}]{0,40}",
-        ]
     }
 
     proptest! {

@@ -322,6 +322,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::test_support::{serde_escaped, tricky_text, unicode_escapes};
 
     /// What a `String` field held: serde_json's reading of `json`.
     fn serde_reading(json: &str) -> Option<String> {
@@ -335,11 +336,6 @@ mod tests {
     }
 
     /// serde_json's escaped form of `text`, without the quotes.
-    fn serde_escaped(text: &str) -> String {
-        let json = serde_json::to_string(text).unwrap();
-        json[1..json.len() - 1].to_owned()
-    }
-
     #[test]
     fn canonical_strings_are_kept_as_they_are_and_others_are_not() {
         for (contents, canonical) in [
@@ -432,19 +428,8 @@ mod tests {
 
     /// A character spelled any way JSON allows, picked by `how`.
     fn spelled(c: char, how: u8) -> String {
-        let unicode = |upper: bool| -> String {
-            let mut units = [0u16; 2];
-            c.encode_utf16(&mut units)
-                .iter()
-                .map(|u| {
-                    if upper {
-                        format!("\\u{u:04X}")
-                    } else {
-                        format!("\\u{u:04x}")
-                    }
-                })
-                .collect()
-        };
+        let mut units = [0u16; 2];
+        let units = c.encode_utf16(&mut units);
         let short = match c {
             '"' => Some("\\\""),
             '\\' => Some("\\\\"),
@@ -459,17 +444,10 @@ mod tests {
         match (how % 4, short) {
             (0, _) if !matches!(c, '"' | '\\' | '\0'..='\u{1f}') => c.to_string(),
             (1, Some(short)) => short.to_owned(),
-            (2, _) => unicode(false),
-            (3, _) => unicode(true),
+            (2, _) => unicode_escapes(units, false),
+            (3, _) => unicode_escapes(units, true),
             _ => serde_escaped(&c.to_string()),
         }
-    }
-
-    fn tricky_text() -> impl Strategy<Value = String> {
-        prop_oneof![
-            any::<String>(),
-            "[\"\\\\/\n\r\t\u{8}\u{c}\u{0}-\u{1f}\u{7f}a-z é€😊\u{2028}]{0,40}",
-        ]
     }
 
     proptest! {
