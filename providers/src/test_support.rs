@@ -31,3 +31,14 @@ pub(crate) fn tricky_text() -> impl Strategy<Value = String> {
         "[\"\\\\/\n\r\t\u{8}\u{c}\u{0}-\u{1f}\u{7f}a-z é€😊\u{2028}]{0,40}",
     ]
 }
+
+/// `text` as a JSON string, its `i`th character spelled by `spell` as
+/// `hows[i]` picks (cycling through `hows`, which must not be empty).
+pub(crate) fn quoted(text: &str, hows: &[u8], spell: fn(char, u8) -> String) -> String {
+    let mut json = String::from("\"");
+    for (i, c) in text.chars().enumerate() {
+        json.push_str(&spell(c, hows[i % hows.len()]));
+    }
+    json.push('"');
+    json
+}

@@ -322,7 +322,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::test_support::{serde_escaped, tricky_text, unicode_escapes};
+    use crate::test_support::{quoted, serde_escaped, tricky_text, unicode_escapes};
 
     /// What a `String` field held: serde_json's reading of `json`.
     fn serde_reading(json: &str) -> Option<String> {
@@ -464,10 +464,7 @@ mod tests {
             text in tricky_text(),
             hows in proptest::collection::vec(any::<u8>(), 64),
         ) {
-            let json: String = std::iter::once("\"".to_owned())
-                .chain(text.chars().enumerate().map(|(i, c)| spelled(c, hows[i % hows.len()])))
-                .chain(std::iter::once("\"".to_owned()))
-                .collect();
+            let json = quoted(&text, &hows, spelled);
             let expected = serde_reading(&json).unwrap();
             prop_assert_eq!(&expected, &text);
             let t = reading(&json).unwrap();
