@@ -9,6 +9,7 @@
 //! `created_at` (stable), messages keep the vendor's (chronological) order, and a
 //! page shorter than `size` is the last.
 
+use std::borrow::Cow;
 use std::num::NonZeroU32;
 
 use serde::Deserialize;
@@ -134,33 +135,41 @@ impl V1Params {
 /// A v1 conversation as documented (the OpenAPI schema plus the guide), its
 /// message texts read as `T` ([`read_twice`]). [`read_list`] reads the same
 /// fields by hand: a field or attribute changed here must change there.
+///
+/// The fields only looked at on the way to the normalized conversation (the
+/// timestamps, parsed; the source, mapped; each message's role, mapped)
+/// borrow from the vendor's body where it spells them without escapes: a
+/// 100-conversation page would otherwise allocate a thousand short strings
+/// only to drop them.
 #[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(PartialEq))]
-struct WireConversation<T> {
+struct WireConversation<'a, T> {
     #[serde(deserialize_with = "lenient_string")]
     id: String,
-    created_at: String,
-    #[serde(default)]
-    updated_at: Option<String>,
+    #[serde(borrow)]
+    created_at: Cow<'a, str>,
+    #[serde(default, borrow)]
+    updated_at: Option<Cow<'a, str>>,
     #[serde(default)]
     customer: Option<String>,
-    #[serde(default)]
-    source: Option<String>,
-    #[serde(default = "Option::default")]
-    messages: Option<Vec<WireMessage<T>>>,
+    #[serde(default, borrow)]
+    source: Option<Cow<'a, str>>,
+    #[serde(default = "Option::default", borrow)]
+    messages: Option<Vec<WireMessage<'a, T>>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(PartialEq))]
-struct WireMessage<T> {
-    role: String,
+struct WireMessage<'a, T> {
+    #[serde(borrow)]
+    role: Cow<'a, str>,
     content: T,
 }
 
 /// A conversation read fast: message texts kept as the vendor escaped them.
-type FastConversation = WireConversation<Text>;
+type FastConversation<'a> = WireConversation<'a, Text>;
 /// A conversation read as it always was, when the fast reading fails.
-type ExactConversation = WireConversation<String>;
+type ExactConversation<'a> = WireConversation<'a, String>;
 
 #[derive(Deserialize)]
 struct ListBody<T> {
@@ -197,19 +206,23 @@ impl V1List {
             return parse_data::<Box<RawValue>>(response)?
                 .into_iter()
                 .map(|raw| {
-                    match read_twice::<FastConversation, ExactConversation>(raw.get())
-                        .map_err(invalid)?
-                    {
-                        Reading::Fast(c) => self.normalize(c, Some(raw), status),
-                        Reading::Exact(c) => self.normalize(c, Some(raw), status),
-                    }
+                    // Normalized before `raw` moves in: the reading borrows it.
+                    let mut conversation =
+                        match read_twice::<FastConversation, ExactConversation>(raw.get())
+                            .map_err(invalid)?
+                        {
+                            Reading::Fast(c) => self.normalize(c, status),
+                            Reading::Exact(c) => self.normalize(c, status),
+                        }?;
+                    conversation.raw = Some(raw);
+                    Ok(conversation)
                 })
                 .collect();
         }
         if let Some(data) = read_list(&response.body) {
             return data
                 .into_iter()
-                .map(|c| self.normalize(c, None, status))
+                .map(|c| self.normalize(c, status))
                 .collect();
         }
         match read_body_twice::<ListBody<FastConversation>, ListBody<ExactConversation>>(
@@ -220,20 +233,21 @@ impl V1List {
             Reading::Fast(body) => body
                 .data
                 .into_iter()
-                .map(|c| self.normalize(c, None, status))
+                .map(|c| self.normalize(c, status))
                 .collect(),
             Reading::Exact(body) => body
                 .data
                 .into_iter()
-                .map(|c| self.normalize(c, None, status))
+                .map(|c| self.normalize(c, status))
                 .collect(),
         }
     }
 
+    /// The normalized conversation, without its raw JSON (the caller adds
+    /// it when asked for).
     fn normalize<T: VendorString>(
         &self,
-        c: WireConversation<T>,
-        raw: Option<Box<RawValue>>,
+        c: WireConversation<'_, T>,
         status: u16,
     ) -> Result<Conversation, ProviderError> {
         let messages = c
@@ -241,7 +255,7 @@ impl V1List {
             .unwrap_or_default()
             .into_iter()
             .map(|m| {
-                let (role, vendor_role) = map_role(m.role);
+                let (role, vendor_role) = map_role(&m.role);
                 Message {
                     role,
                     vendor_role,
@@ -264,7 +278,7 @@ impl V1List {
             customer: c.customer,
             source: Source::from_vendor(c.source.as_deref()),
             messages,
-            raw,
+            raw: None,
         })
     }
 }
@@ -333,7 +347,7 @@ impl Operation<ListResult> for V1List {
 /// `created_at`, `role` and `content` are required; `updated_at`, `customer`,
 /// `source` and `messages` may be missing or `null`; `id` is a string or an
 /// unsigned integer ([`lenient_string`]; its other numbers bail).
-fn read_list(body: &[u8]) -> Option<Vec<FastConversation>> {
+fn read_list(body: &[u8]) -> Option<Vec<FastConversation<'_>>> {
     let text = simdutf8::basic::from_utf8(body).ok()?;
     Reader::document(text, |r| {
         let mut data = None;
@@ -345,19 +359,19 @@ fn read_list(body: &[u8]) -> Option<Vec<FastConversation>> {
     })
 }
 
-fn read_conversation(r: &mut Reader<'_>) -> Option<FastConversation> {
+fn read_conversation<'a>(r: &mut Reader<'a>) -> Option<FastConversation<'a>> {
     let mut id = None;
     let mut created_at = None;
     let mut updated_at = None;
     let mut customer = None;
     let mut source = None;
     let mut messages = None;
-    let optional = |r: &mut Reader<'_>| r.null_or(|r| r.string().map(String::from));
+    let optional = |r: &mut Reader<'a>| r.null_or(|r| r.string());
     r.object(|key, r| match key {
         "id" => once(&mut id, read_id(r)?),
-        "created_at" => once(&mut created_at, r.string()?.into_owned()),
+        "created_at" => once(&mut created_at, r.string()?),
         "updated_at" => once(&mut updated_at, optional(r)?),
-        "customer" => once(&mut customer, optional(r)?),
+        "customer" => once(&mut customer, optional(r)?.map(String::from)),
         "source" => once(&mut source, optional(r)?),
         "messages" => once(&mut messages, r.null_or(|r| r.vec(read_message))?),
         _ => r.skip_value(),
@@ -372,11 +386,11 @@ fn read_conversation(r: &mut Reader<'_>) -> Option<FastConversation> {
     })
 }
 
-fn read_message(r: &mut Reader<'_>) -> Option<WireMessage<Text>> {
+fn read_message<'a>(r: &mut Reader<'a>) -> Option<WireMessage<'a, Text>> {
     let mut role = None;
     let mut content = None;
     r.object(|key, r| match key {
-        "role" => once(&mut role, r.string()?.into_owned()),
+        "role" => once(&mut role, r.string()?),
         "content" => once(&mut content, r.json_text()?),
         _ => r.skip_value(),
     })?;
@@ -417,9 +431,9 @@ fn parse_data<'a, T: Deserialize<'a>>(
 
 /// v1 roles: `user` and `assistant` are documented; `system` is kept; anything
 /// else is a bot-side speaker whose original role is preserved.
-fn map_role(role: String) -> (Role, Option<String>) {
+fn map_role(role: &str) -> (Role, Option<String>) {
     // The documented spellings first: one comparison for nearly every message.
-    match role.as_str() {
+    match role {
         "user" => return (Role::User, None),
         "assistant" => return (Role::Assistant, None),
         _ => {}
@@ -431,7 +445,7 @@ fn map_role(role: String) -> (Role, Option<String>) {
     } else if role.eq_ignore_ascii_case("system") {
         (Role::System, None)
     } else {
-        (Role::Assistant, Some(wire::shorten(&role, 64)))
+        (Role::Assistant, Some(wire::shorten(role, 64)))
     }
 }
 
@@ -451,7 +465,7 @@ mod tests {
     use super::*;
 
     /// The fast serde reading [`read_list`] stands in for.
-    fn serde_list(body: &[u8]) -> Option<Vec<FastConversation>> {
+    fn serde_list(body: &[u8]) -> Option<Vec<FastConversation<'_>>> {
         wire::from_body::<ListBody<FastConversation>>(body)
             .ok()
             .map(|b| b.data)
