@@ -335,7 +335,6 @@ mod tests {
         JsonText::from_json(raw)
     }
 
-    /// serde_json's escaped form of `text`, without the quotes.
     #[test]
     fn canonical_strings_are_kept_as_they_are_and_others_are_not() {
         for (contents, canonical) in [
