@@ -3,7 +3,7 @@
 //! `GET /get-conversations` takes `chatbotId`, `filteredSources` (vendor labels),
 //! `startDate`, `endDate`, `page` and `size`, and answers `{"data": [...]}` with no
 //! total and no "has more". Chatzuri documents the same answer shape, so its adapter
-//! reuses [`V1List`] with its own request.
+//! reuses `V1List` with its own request.
 //!
 //! Decisions where the docs are silent: conversations are sorted newest first by
 //! `created_at` (stable), messages keep the vendor's (chronological) order, and a

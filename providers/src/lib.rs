@@ -35,7 +35,7 @@ pub mod sources;
 #[cfg(test)]
 mod test_support;
 pub mod text;
-pub mod timestamp;
+mod timestamp;
 pub mod wire;
 
 use std::num::NonZeroU32;

@@ -23,7 +23,7 @@ use chrono::{
 /// Reads `text` when it is exactly `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` and names
 /// a real date and time (seconds 00–59): the value chrono's RFC 3339 parser
 /// gives for it. `None` for any other text, valid or not.
-pub fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
     let b = text.as_bytes();
     if b.len() < 20 || b[b.len() - 1] != b'Z' {
         return None;
@@ -65,7 +65,7 @@ fn digits(bytes: &[u8]) -> Option<u32> {
 /// only when there are some (3, 6 or 9 digits, the fewest that hold them): the
 /// text chrono's `to_rfc3339_opts(SecondsFormat::AutoSi, true)` gives. Written
 /// on the stack ([`Rfc3339`]) for the years 0000–9999, by chrono for the others.
-pub fn with_rfc3339<R>(t: &DateTime<Utc>, write: impl FnOnce(&str) -> R) -> R {
+pub(crate) fn with_rfc3339<R>(t: &DateTime<Utc>, write: impl FnOnce(&str) -> R) -> R {
     match Rfc3339::new(t) {
         Some(text) => write(text.as_str()),
         None => write(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
