@@ -137,10 +137,12 @@ impl V1Params {
 /// fields by hand: a field or attribute changed here must change there.
 ///
 /// The fields only looked at on the way to the normalized conversation (the
-/// timestamps, parsed; the source, mapped; each message's role, mapped)
-/// borrow from the vendor's body where it spells them without escapes: a
-/// 100-conversation page would otherwise allocate a thousand short strings
-/// only to drop them.
+/// timestamps, parsed; the source, mapped; each message's role, mapped) are
+/// `Cow`s: [`read_list`] borrows them from the vendor's body wherever it
+/// spells them without escapes, where a 100-conversation page would otherwise
+/// allocate a thousand short strings only to drop them. The serde readings
+/// borrow only the plain `Cow` fields (`created_at`, `role`); serde copies an
+/// optional one, as it did the `String` before.
 #[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(PartialEq))]
 struct WireConversation<'a, T> {
