@@ -4,9 +4,12 @@
 Input: a TSV of `size  row  metric  round  value` lines (metric: rps, p50 and
 p99 in ms, rss_kb, vendor_bytes, body_bytes, vendor_calls, failures: answers
 not 2xx/3xx plus socket errors of one wrk run). Medians over the
-rounds; ratios against the baseline each row is judged by, measured in the
-same run; "added" latency is the row's 1-connection p50/p99 minus the direct
-call's.
+rounds; "added" latency is the row's 1-connection p50/p99 minus the direct
+call's. A throughput ratio is the median of the per-round ratios (the row
+against its baseline, both measured in that round, seconds apart), with their
+range: on a shared machine the speed of the whole host drifts between rounds
+by more than the differences measured, and a ratio of two medians taken from
+different rounds would carry that drift into the verdict.
 
 Usage: bench/report.py results.tsv
 """
@@ -51,14 +54,45 @@ ORDER = ["direct", "nginx", "miss", "miss+redis", "bare", "hit", "hit+redis"]
 EMU_ORDER = ["emu:direct", "emu:cb", "emu:cl"]
 
 
+class Figures(dict):
+    """The medians (failures: the sums) by (size, row, metric), and each
+    round's figure in `rounds`."""
+
+    def __init__(self, data):
+        # Failures are added up over every run; everything else is a median.
+        super().__init__({k: sum(v.values()) if k[2] == "failures" else statistics.median(v.values())
+                          for k, v in data.items()})
+        self.rounds = data
+
+    def ratio(self, size, row, base):
+        """The median and range of `row`'s req/s over `base`'s, round by
+        round (rounds where both ran), or None."""
+        a, b = self.rounds.get((size, row, "rps"), {}), self.rounds.get((size, base, "rps"), {})
+        per_round = sorted(a[r] / b[r] for r in a if b.get(r))
+        if not per_round:
+            return None
+        return statistics.median(per_round), per_round[0], per_round[-1]
+
+
 def load(path):
-    data = collections.defaultdict(list)
+    data = collections.defaultdict(dict)
     with open(path) as f:
         for line in f:
-            size, row, metric, _round, value = line.rstrip("\n").split("\t")
-            data[(size, row, metric)].append(float(value))
-    # Failures are added up over every run; everything else is a median.
-    return {k: sum(v) if k[2] == "failures" else statistics.median(v) for k, v in data.items()}
+            size, row, metric, rnd, value = line.rstrip("\n").split("\t")
+            runs = data[(size, row, metric)]
+            # Figures without rounds (RSS, sizes) are recorded once, as round 0;
+            # failures may be recorded twice in a round (throughput, latency).
+            runs[rnd] = runs.get(rnd, 0.0) + float(value) if metric == "failures" else float(value)
+    return Figures(data)
+
+
+def fmt_ratio(ratio, name, target=None):
+    """`0.46× nginx (rounds 0.41–0.52)`, with the verdict when there is a target."""
+    r, low, high = ratio
+    rest = (" " + name if name else "") + (" (rounds {:.2f}–{:.2f})".format(low, high) if high > low else "")
+    if target is None:
+        return "{:.2f}×{}".format(r, rest)
+    return "**{:.2f}×**{} (≥ {}: {})".format(r, rest, target, verdict(r >= target))
 
 
 def fmt_rps(v):
@@ -89,13 +123,9 @@ def table(m, size, order, direct):
             base, target = RATIO[row]
             if row == "miss":
                 target = MISS_TARGET.get(size)
-            b = m.get((size, base, "rps"))
-            if b:
-                r = rps / b
-                name = BASE_NAME.get(base, base)
-                ratio = "{:.2f}× {}".format(r, name)
-                if target is not None:
-                    ratio = "**{:.2f}×** {} (≥ {}: {})".format(r, name, target, verdict(r >= target))
+            r = m.ratio(size, row, base)
+            if r is not None:
+                ratio = fmt_ratio(r, BASE_NAME.get(base, base), target)
         p50, p99 = m.get((size, row, "p50")), m.get((size, row, "p99"))
         added50 = added99 = ""
         if row not in (direct, "bare") and p50 is not None:
@@ -141,12 +171,12 @@ def main():
             with_r, without = (size, row + "+redis"), (size, row)
             if with_r + ("rps",) not in m or without + ("rps",) not in m:
                 continue
-            r = m[with_r + ("rps",)] / m[without + ("rps",)]
+            r = m.ratio(size, row + "+redis", row)
+            if r is None:
+                continue
             d50 = m[with_r + ("p50",)] - m[without + ("p50",)]
             d99 = m[with_r + ("p99",)] - m[without + ("p99",)]
-            ratio = "{:.2f}×".format(r)
-            if row == "hit":
-                ratio = "**{:.2f}×** (≥ 0.7: {})".format(r, verdict(r >= 0.7))
+            ratio = fmt_ratio(r, "", 0.7 if row == "hit" else None)
             redis.append("| {} | {} | {} | {} (≤ {}: {}) | {} |".format(
                 size, row, ratio, fmt_added(d50), REDIS_P50_TARGET,
                 verdict(d50 <= REDIS_P50_TARGET), fmt_added(d99)))

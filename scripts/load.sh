@@ -26,10 +26,13 @@
 # every server pinned to core SERVER_CPU (default 1) with one worker (the
 # emulator runs its default one per CPU, on that one core); chatgate at its
 # default log level (one access line per request, to a file). ROUNDS
-# interleaved rounds, medians reported; 1-connection `wrk --latency` runs give
-# p50/p99, and "added" is p50/p99 minus the direct row's (the emulator's direct
-# call for the emu rows). Peak RSS is each server's VmHWM. Answers that are
-# not 2xx/3xx, and socket errors, are counted and listed under the tables. Needs wrk, nginx, redis-server, taskset, curl, python3
+# interleaved rounds, medians reported (a throughput ratio: the median of the
+# ratios of each round, row against its baseline, with their range);
+# 1-connection `wrk --latency` runs give p50/p99, and "added" is p50/p99
+# minus the direct row's (the emulator's direct call for the emu rows). Peak
+# RSS is each server's VmHWM. Answers that are not 2xx/3xx, and socket errors,
+# are counted and listed under the tables.
+# Needs wrk, nginx, redis-server, taskset, curl, python3
 # (Debian: apt-get install wrk nginx-light redis-server util-linux curl).
 # Output: the Markdown table on stdout; it and the raw figures are also kept
 # in target/bench/. KEEP_WORK=1 keeps the servers' logs and configs.
