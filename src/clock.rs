@@ -116,7 +116,7 @@ impl SystemClock {
 }
 
 /// A clock for tests that stands still until [`advance`](Self::advance)d.
-/// Its calendar time starts at [`ManualClock::START`] (or a given time);
+/// Its calendar time starts at [`ManualClock::START_UNIX_SECS`] (or a given time);
 /// its monotonic time starts at whatever instant it was created (an `Instant`
 /// has no fixed value), and both move together, only by hand. Clones share
 /// the time.

@@ -335,7 +335,7 @@ fn shorten(s: &str) -> String {
 /// outside them names no bot.
 pub const BOT_NAME_PATTERN: &str = "^[A-Za-z0-9_.-]{1,128}$";
 
-/// The shape [`date`] checks before the calendar.
+/// The shape `date` checks before the calendar.
 pub const DATE_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
 
 /// The OpenAPI description of the parameters, built beside their parser from

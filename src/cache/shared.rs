@@ -2,7 +2,7 @@
 //! instance fetched answers every instance, and a key missing everywhere
 //! makes one vendor call across all of them.
 //!
-//! moka stays the first level. On a first-level miss, [`SharedCache::load`]
+//! moka stays the first level. On a first-level miss, `SharedCache::load`
 //! runs inside the first level's coalescing (so each instance sends one
 //! caller per key here), and:
 //! 1. reads the key in Redis: a fresh copy is a HIT, a stale one is kept for

@@ -6,7 +6,7 @@
 //!   model (`chatgate-providers`, feature `openapi`), the list and detail
 //!   bodies (`gateway`), the error body (`error.rs`);
 //! - every operation's error answers from `error.rs`'s [`ERRORS`] table, and
-//!   the headers every answer carries, in [`add_answers`].
+//!   the headers every answer carries, in `add_answers`.
 //!
 //! Served at `GET /openapi.json` and committed as `openapi.json` at the
 //! repository's root; `chatgate openapi > openapi.json` regenerates the file,

@@ -191,7 +191,7 @@ fn route_name(pattern: Option<&str>) -> &'static str {
     }
 }
 
-/// [`sane`] as a regular expression, for the OpenAPI document.
+/// `sane` as a regular expression, for the OpenAPI document.
 pub const REQUEST_ID_PATTERN: &str = "^[A-Za-z0-9._-]{1,128}$";
 
 /// The schema of a request id (`X-Request-Id`, an error body's `request_id`).

@@ -2,7 +2,7 @@
 //! authenticate and limit (the [`Caller`] extractor, before the handler runs) →
 //! parse → resolve and authorize the bot → cache, which calls the vendors on a
 //! miss ([`CallCtx`]) → respond. Errors are tied to the request id once, in
-//! [`answer`].
+//! `answer`.
 
 use std::future::Future;
 

@@ -90,7 +90,7 @@ impl Conn {
         self.peer
     }
 
-    /// The ledger the app announces its answers in (see [`super::track`]).
+    /// The ledger the app announces its answers in (see [`super::track`](mod@super::track)).
     pub fn ledger(&self) -> Rc<Ledger> {
         self.ledger.clone()
     }

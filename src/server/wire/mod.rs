@@ -9,7 +9,7 @@
 //! [`HEAD_TIMEOUT`]) — with an empty body and no request id, and has no hook to
 //! change them. `HttpServer` cannot wrap its sockets, so chatgate builds the
 //! same server from its parts:
-//! - [`track`] (the app's outermost middleware) announces each answer the app
+//! - [`track`](mod@track) (the app's outermost middleware) announces each answer the app
 //!   produces to the connection;
 //! - [`tap`] reads the connection's outgoing bytes as HTTP/1 messages and
 //!   replaces an error head nobody announced with the documented JSON error

@@ -5,7 +5,7 @@
 //! Sans-IO: [`Tap::step`] looks at the bytes the HTTP layer offers and says what
 //! to write; [`Tap::passed`] is told how many of them reached the socket. A head
 //! is decided once whole: it belongs to the app when the app announced an answer
-//! for it (see [`super::track`]), else the HTTP layer wrote it (no request
+//! for it (see [`super::track`](mod@super::track)), else the HTTP layer wrote it (no request
 //! reached the app) and an error head is replaced by the documented JSON error.
 //!
 //! Why the replaced head is always the connection's last, and why heads arrive
@@ -40,7 +40,7 @@ const MAX_HEAD: usize = 64 * 1024;
 /// What the app said about one answer it is producing, in answer order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Announced {
-    /// The request was `HEAD`: its answer has no body (see [`super::track`]).
+    /// The request was `HEAD`: its answer has no body (see [`super::track`](mod@super::track)).
     pub head_request: bool,
 }
 
