@@ -89,7 +89,8 @@ def load(path):
 def fmt_ratio(ratio, name, target=None):
     """`0.46× nginx (rounds 0.41–0.52)`, with the verdict when there is a target."""
     r, low, high = ratio
-    rest = (" " + name if name else "") + (" (rounds {:.2f}–{:.2f})".format(low, high) if high > low else "")
+    low, high = "{:.2f}".format(low), "{:.2f}".format(high)
+    rest = (" " + name if name else "") + (" (rounds {}–{})".format(low, high) if high != low else "")
     if target is None:
         return "{:.2f}×{}".format(r, rest)
     return "**{:.2f}×**{} (≥ {}: {})".format(r, rest, target, verdict(r >= target))
