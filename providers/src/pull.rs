@@ -331,7 +331,29 @@ impl<'a> Reader<'a> {
     /// reads into a `String` (no raw control characters, known escapes,
     /// surrogates paired), and notes on the way whether it holds escapes and
     /// whether it is canonical ([`text::canonical_escape_len`]).
+    #[inline]
     fn contents(&mut self) -> Option<Contents<'a>> {
+        let start = self.at;
+        // Most strings of a body are short and plain (keys, ids, timestamps,
+        // roles): they end within a few words, which is cheaper to see here
+        // than through the search below.
+        let Some(len) = short_plain_len(self.text.as_bytes().get(start..)?) else {
+            return self.escaped_contents();
+        };
+        let end = start + len;
+        let raw = self.text.get(start..end)?;
+        self.at = end + 1;
+        Some(Contents {
+            raw,
+            plain: true,
+            canonical: true,
+        })
+    }
+
+    /// [`contents`](Self::contents) for a string that is not short and plain:
+    /// any length, escapes, and the checks they need.
+    #[inline(never)]
+    fn escaped_contents(&mut self) -> Option<Contents<'a>> {
         let start = self.at;
         // What is left of the body after the contents read so far.
         let mut rest = self.text.as_bytes().get(start..)?;
@@ -370,6 +392,41 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+/// How many bytes of `rest` come before a `"` found within its first
+/// [`SHORT`] bytes with no `\` and no byte below 0x20 before it: the length
+/// of a string that needs none of [`Reader::escaped_contents`]'s checks.
+/// `None` when there is no such quote (a longer string, an escape, a raw
+/// control byte, or fewer than [`SHORT`] bytes left).
+///
+/// Each 8-byte word is searched for all three at once (SWAR): a byte `b` is
+/// flagged when `b ^ b'"'`, `b ^ b'\\'` or `b & 0xe0` is zero, with the
+/// zero-byte test `(x - 0x01…) & !x & 0x80…`. That test can also flag bytes
+/// after a zero one (a borrow runs upward), never before, so the lowest flag
+/// is the first such byte, and only that byte is looked at.
+#[inline]
+fn short_plain_len(rest: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_le_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_le_bytes([b'\\'; 8]);
+    const CONTROL_BITS: u64 = u64::from_le_bytes([0xe0; 8]);
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let words = rest.get(..SHORT)?.chunks_exact(8);
+    for (i, word) in words.enumerate() {
+        let w = u64::from_le_bytes(word.try_into().ok()?);
+        let flags =
+            zero_bytes(w ^ QUOTES) | zero_bytes(w ^ BACKSLASHES) | zero_bytes(w & CONTROL_BITS);
+        if flags != 0 {
+            let at = i * 8 + (flags.trailing_zeros() / 8) as usize;
+            return (rest.get(at) == Some(&b'"')).then_some(at);
+        }
+    }
+    None
+}
+
+/// How far [`short_plain_len`] looks: keys, ids, timestamps and roles fit.
+const SHORT: usize = 32;
 
 /// A string's contents as written between its quotes, checked.
 struct Contents<'a> {
@@ -509,15 +566,75 @@ mod tests {
             r#""a" "#,
             " \"a\"\n\t\r",
         ] {
-            let expected = serde_json::from_str::<String>(json).unwrap();
-            assert_eq!(
-                read_string(json).as_deref(),
-                Some(expected.as_str()),
-                "{json}"
-            );
-            assert_eq!(read_text(json), serde_text(json), "{json}");
-            assert!(read_text(json).is_some(), "{json}");
+            // Padded, a short string is read by `short_plain_len`'s path.
+            for json in [json.to_owned(), padded(json)] {
+                let json = json.as_str();
+                let expected = serde_json::from_str::<String>(json).unwrap();
+                assert_eq!(
+                    read_string(json).as_deref(),
+                    Some(expected.as_str()),
+                    "{json}"
+                );
+                assert_eq!(read_text(json), serde_text(json), "{json}");
+                assert!(read_text(json).is_some(), "{json}");
+            }
         }
+    }
+
+    /// `json` followed by enough whitespace that every string in it has
+    /// [`SHORT`] bytes after its opening quote.
+    fn padded(json: &str) -> String {
+        format!("{json}{}", " ".repeat(SHORT + 8))
+    }
+
+    /// What [`short_plain_len`] must say, byte by byte.
+    fn short_plain_len_by_bytes(rest: &[u8]) -> Option<usize> {
+        let at = rest
+            .get(..SHORT)?
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        (rest[at] == b'"').then_some(at)
+    }
+
+    #[test]
+    fn short_plain_len_stops_at_the_first_quote_backslash_or_control() {
+        // Each byte that can matter, and neighbours of the ones the word test
+        // looks for, at every place relative to a quote, then pairs of them.
+        let bytes = [
+            b'"', b'\\', 0x00, 0x01, 0x1f, 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc,
+            0xe0, 0xff, b'a',
+        ];
+        let len = SHORT + 8;
+        let mut cases = 0;
+        for quote in 0..len {
+            for place in 0..len {
+                for &byte in &bytes {
+                    let mut rest = vec![b'a'; len];
+                    rest[quote] = b'"';
+                    rest[place] = byte;
+                    assert_eq!(
+                        short_plain_len(&rest),
+                        short_plain_len_by_bytes(&rest),
+                        "{rest:?}"
+                    );
+                    for &second in &bytes {
+                        let mut rest = rest.clone();
+                        rest[(place + 1) % len] = second;
+                        assert_eq!(
+                            short_plain_len(&rest),
+                            short_plain_len_by_bytes(&rest),
+                            "{rest:?}"
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        assert!(cases > 100_000);
+        // Too few bytes left to look at: the search below decides.
+        assert_eq!(short_plain_len(b"ab\""), None);
+        assert_eq!(short_plain_len(&[b'"'; SHORT - 1]), None);
+        assert_eq!(short_plain_len(&[b'"'; SHORT]), Some(0));
     }
 
     #[test]
@@ -544,9 +661,12 @@ mod tests {
             "1",
             "null",
         ] {
-            assert!(serde_json::from_str::<String>(json).is_err(), "{json}");
-            assert_eq!(read_string(json), None, "{json}");
-            assert_eq!(read_text(json), None, "{json}");
+            for json in [json.to_owned(), padded(json)] {
+                let json = json.as_str();
+                assert!(serde_json::from_str::<String>(json).is_err(), "{json}");
+                assert_eq!(read_string(json), None, "{json}");
+                assert_eq!(read_text(json), None, "{json}");
+            }
         }
     }
 
