@@ -14,7 +14,8 @@ use clap::{Parser, Subcommand};
 /// mimalloc rather than the system allocator: glibc keeps per-thread arenas
 /// and rarely returns freed memory, so after bursts of large vendor bodies the
 /// process kept hundreds of MiB it no longer used; mimalloc returns it, which
-/// is what lets memory stay within the documented budget (README "Memory").
+/// is what lets memory stay within the documented budget (README "Hostile
+/// vendors and clients", memory budget).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
